@@ -1,0 +1,2 @@
+//! placeholder crate root; replaced by the first real module.
+#![forbid(unsafe_code)]

