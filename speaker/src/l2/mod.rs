@@ -6,5 +6,6 @@
 
 pub mod arp;
 pub mod ethernet;
+pub mod ndp;
 
 pub use ethernet::MacAddr;
