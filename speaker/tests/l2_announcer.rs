@@ -1,0 +1,474 @@
+//! Behaviour of the sans-IO layer-2 responder/announcer, driven with plain frames and instants.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use ferrolb_speaker::l2::MacAddr;
+use ferrolb_speaker::l2::announcer::{Announcer, AnnouncerConfig, Counters, Input, Output};
+use ferrolb_speaker::l2::arp::{ArpFrame, ArpOperation};
+use ferrolb_speaker::l2::ndp::{ALL_NODES, NdpFrame, NdpMessage, solicited_node};
+
+const ETH0: &str = "eth0";
+const ETH1: &str = "eth1";
+const OUR_MAC: MacAddr = MacAddr([0x00, 0x00, 0x5e, 0x00, 0x53, 0x01]);
+const CLIENT_MAC: MacAddr = MacAddr([0x00, 0x00, 0x5e, 0x00, 0x53, 0x77]);
+const INTRUDER_MAC: MacAddr = MacAddr([0x00, 0x00, 0x5e, 0x00, 0x53, 0x99]);
+const VIP4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xc8);
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+fn gained(ip: impl Into<IpAddr>, interface: &str) -> Input<'_> {
+    Input::Gained {
+        ip: ip.into(),
+        interface,
+        mac: OUR_MAC,
+    }
+}
+
+fn sent_frames(outputs: &[Output]) -> Vec<(&str, &[u8])> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Send { interface, frame } => Some((interface.as_str(), frame.as_slice())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn send(interface: &str, frame: Vec<u8>) -> Output {
+    Output::Send {
+        interface: interface.to_owned(),
+        frame,
+    }
+}
+
+fn client_request(target: Ipv4Addr) -> ArpFrame {
+    ArpFrame {
+        eth_destination: MacAddr::BROADCAST,
+        eth_source: CLIENT_MAC,
+        operation: ArpOperation::Request,
+        sender_mac: CLIENT_MAC,
+        sender_ip: CLIENT4,
+        target_mac: MacAddr::ZERO,
+        target_ip: target,
+    }
+}
+
+fn owning_vip4() -> (Announcer, Instant) {
+    let t0 = Instant::now();
+    let mut announcer = Announcer::new(AnnouncerConfig::default());
+    announcer.handle(t0, gained(VIP4, ETH0));
+    (announcer, t0)
+}
+
+#[test]
+fn gaining_ipv4_sends_gratuitous_request_and_reply_at_once() {
+    let t0 = Instant::now();
+    let mut announcer = Announcer::new(AnnouncerConfig::default());
+    let out = announcer.handle(t0, gained(VIP4, ETH0));
+    assert_eq!(
+        out,
+        vec![
+            send(ETH0, ArpFrame::gratuitous_request(OUR_MAC, VIP4).encode()),
+            send(ETH0, ArpFrame::gratuitous_reply(OUR_MAC, VIP4).encode()),
+        ]
+    );
+    assert_eq!(announcer.counters().gratuitous_sent, 2);
+    assert_eq!(
+        announcer.owned().collect::<Vec<_>>(),
+        vec![(IpAddr::V4(VIP4), ETH0)]
+    );
+}
+
+#[test]
+fn burst_follows_configured_offsets_then_stops_without_refresh() {
+    let (mut announcer, t0) = owning_vip4();
+    assert_eq!(announcer.next_wakeup(), Some(t0 + ms(200)));
+    assert!(announcer.handle(t0 + ms(199), Input::Tick).is_empty());
+    assert_eq!(
+        sent_frames(&announcer.handle(t0 + ms(200), Input::Tick)).len(),
+        2
+    );
+    assert_eq!(announcer.next_wakeup(), Some(t0 + ms(500)));
+    assert_eq!(
+        sent_frames(&announcer.handle(t0 + ms(500), Input::Tick)).len(),
+        2
+    );
+    assert_eq!(
+        sent_frames(&announcer.handle(t0 + ms(1000), Input::Tick)).len(),
+        2
+    );
+    assert_eq!(announcer.next_wakeup(), None);
+    assert!(announcer.handle(t0 + ms(60_000), Input::Tick).is_empty());
+    assert_eq!(announcer.counters().gratuitous_sent, 8);
+}
+
+#[test]
+fn late_tick_sends_one_announcement_not_a_backlog() {
+    let (mut announcer, t0) = owning_vip4();
+    assert_eq!(
+        sent_frames(&announcer.handle(t0 + ms(700), Input::Tick)).len(),
+        2
+    );
+    assert_eq!(announcer.next_wakeup(), Some(t0 + ms(1000)));
+}
+
+#[test]
+fn refresh_repeats_announcement_after_burst_when_enabled() {
+    let t0 = Instant::now();
+    let mut announcer = Announcer::new(AnnouncerConfig {
+        announce_at: vec![Duration::ZERO],
+        refresh_every: Some(Duration::from_secs(30)),
+        ..AnnouncerConfig::default()
+    });
+    assert_eq!(
+        sent_frames(&announcer.handle(t0, gained(VIP4, ETH0))).len(),
+        2
+    );
+    assert_eq!(announcer.next_wakeup(), Some(t0 + Duration::from_secs(30)));
+    assert!(announcer.handle(t0 + ms(29_999), Input::Tick).is_empty());
+    assert_eq!(
+        sent_frames(&announcer.handle(t0 + ms(30_000), Input::Tick)).len(),
+        2
+    );
+    assert_eq!(announcer.next_wakeup(), Some(t0 + Duration::from_secs(60)));
+}
+
+#[test]
+fn regaining_with_same_mac_does_not_reburst_but_new_mac_does() {
+    let (mut announcer, t0) = owning_vip4();
+    assert!(announcer.handle(t0 + ms(50), gained(VIP4, ETH0)).is_empty());
+    let new_mac = MacAddr([0x00, 0x00, 0x5e, 0x00, 0x53, 0x02]);
+    let out = announcer.handle(
+        t0 + ms(60),
+        Input::Gained {
+            ip: VIP4.into(),
+            interface: ETH0,
+            mac: new_mac,
+        },
+    );
+    assert_eq!(
+        out[0],
+        send(ETH0, ArpFrame::gratuitous_request(new_mac, VIP4).encode())
+    );
+}
+
+#[test]
+fn arp_request_for_owned_ip_is_answered_from_interface_mac() {
+    let (mut announcer, t0) = owning_vip4();
+    let request = client_request(VIP4);
+    let out = announcer.handle(
+        t0,
+        Input::Frame {
+            interface: ETH0,
+            frame: &request.encode(),
+        },
+    );
+    assert_eq!(out, vec![send(ETH0, request.reply_from(OUR_MAC).encode())]);
+    let counters = announcer.counters();
+    assert_eq!((counters.requests_seen, counters.requests_answered), (1, 1));
+}
+
+#[test]
+fn arp_request_on_another_interface_or_for_another_ip_is_ignored() {
+    let (mut announcer, t0) = owning_vip4();
+    let other_interface = client_request(VIP4).encode();
+    let other_ip = client_request(Ipv4Addr::new(192, 0, 2, 11)).encode();
+    for (interface, frame) in [(ETH1, &other_interface), (ETH0, &other_ip)] {
+        assert!(
+            announcer
+                .handle(t0, Input::Frame { interface, frame })
+                .is_empty()
+        );
+    }
+    let counters = announcer.counters();
+    assert_eq!((counters.requests_seen, counters.requests_answered), (2, 0));
+}
+
+#[test]
+fn arp_probe_for_owned_ip_is_answered() {
+    let (mut announcer, t0) = owning_vip4();
+    let probe = ArpFrame {
+        sender_ip: Ipv4Addr::UNSPECIFIED,
+        ..client_request(VIP4)
+    };
+    let out = announcer.handle(
+        t0,
+        Input::Frame {
+            interface: ETH0,
+            frame: &probe.encode(),
+        },
+    );
+    let reply = probe.reply_from(OUR_MAC);
+    assert_eq!(reply.target_ip, Ipv4Addr::UNSPECIFIED);
+    assert_eq!(out, vec![send(ETH0, reply.encode())]);
+    assert_eq!(announcer.counters().conflicts, 0);
+}
+
+#[test]
+fn own_announcements_seen_on_the_socket_are_ignored() {
+    let (mut announcer, t0) = owning_vip4();
+    for frame in [
+        ArpFrame::gratuitous_request(OUR_MAC, VIP4).encode(),
+        ArpFrame::gratuitous_reply(OUR_MAC, VIP4).encode(),
+    ] {
+        let input = Input::Frame {
+            interface: ETH0,
+            frame: &frame,
+        };
+        assert!(announcer.handle(t0, input).is_empty());
+    }
+    assert_eq!(announcer.counters().conflicts, 0);
+    assert_eq!(announcer.counters().requests_answered, 0);
+}
+
+#[test]
+fn lost_ip_is_neither_answered_nor_announced() {
+    let (mut announcer, t0) = owning_vip4();
+    let lost = Input::Lost {
+        ip: VIP4.into(),
+        interface: ETH0,
+    };
+    assert!(announcer.handle(t0 + ms(10), lost).is_empty());
+    assert_eq!(announcer.next_wakeup(), None);
+    assert!(announcer.handle(t0 + ms(200), Input::Tick).is_empty());
+    let request = client_request(VIP4).encode();
+    let input = Input::Frame {
+        interface: ETH0,
+        frame: &request,
+    };
+    assert!(announcer.handle(t0 + ms(20), input).is_empty());
+    assert_eq!(announcer.owned().count(), 0);
+}
+
+#[test]
+fn foreign_arp_reply_for_owned_ip_is_a_conflict_defended_once_per_interval() {
+    let (mut announcer, t0) = owning_vip4();
+    let intruder = ArpFrame::gratuitous_reply(INTRUDER_MAC, VIP4).encode();
+    let input = Input::Frame {
+        interface: ETH0,
+        frame: &intruder,
+    };
+    let conflict = Output::Conflict {
+        ip: VIP4.into(),
+        foreign_mac: INTRUDER_MAC,
+        interface: ETH0.to_owned(),
+    };
+    let first = announcer.handle(t0 + ms(100), input);
+    assert_eq!(first[0], conflict);
+    assert_eq!(
+        sent_frames(&first[1..]),
+        vec![
+            (
+                ETH0,
+                ArpFrame::gratuitous_request(OUR_MAC, VIP4)
+                    .encode()
+                    .as_slice()
+            ),
+            (
+                ETH0,
+                ArpFrame::gratuitous_reply(OUR_MAC, VIP4)
+                    .encode()
+                    .as_slice()
+            ),
+        ]
+    );
+    // Within DEFEND_INTERVAL: reported and counted, not defended again.
+    assert_eq!(
+        announcer.handle(t0 + ms(5_000), input),
+        vec![conflict.clone()]
+    );
+    // After it: defended again.
+    assert_eq!(announcer.handle(t0 + ms(10_100), input).len(), 3);
+    assert_eq!(announcer.counters().conflicts, 3);
+}
+
+#[test]
+fn foreign_arp_request_using_owned_ip_as_sender_is_a_conflict() {
+    let (mut announcer, t0) = owning_vip4();
+    let request = ArpFrame {
+        eth_source: INTRUDER_MAC,
+        sender_mac: INTRUDER_MAC,
+        sender_ip: VIP4,
+        ..client_request(CLIENT4)
+    };
+    let out = announcer.handle(
+        t0,
+        Input::Frame {
+            interface: ETH0,
+            frame: &request.encode(),
+        },
+    );
+    assert!(matches!(
+        out[0],
+        Output::Conflict {
+            foreign_mac: INTRUDER_MAC,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn gaining_ipv6_joins_solicited_node_group_and_sends_unsolicited_na() {
+    let t0 = Instant::now();
+    let mut announcer = Announcer::new(AnnouncerConfig::default());
+    let out = announcer.handle(t0, gained(VIP6, ETH0));
+    assert_eq!(
+        out,
+        vec![
+            Output::JoinGroup {
+                interface: ETH0.to_owned(),
+                group: solicited_node(VIP6),
+            },
+            send(
+                ETH0,
+                NdpFrame::unsolicited_advertisement(OUR_MAC, VIP6).encode()
+            ),
+        ]
+    );
+    let na = NdpFrame::decode(&NdpFrame::unsolicited_advertisement(OUR_MAC, VIP6).encode())
+        .expect("valid NA");
+    assert_eq!(na.ip_destination, ALL_NODES);
+    assert_eq!(announcer.counters().gratuitous_sent, 1);
+}
+
+#[test]
+fn solicited_node_group_is_left_only_when_its_last_address_goes() {
+    let t0 = Instant::now();
+    let mut announcer = Announcer::new(AnnouncerConfig::default());
+    // Same low 24 bits, hence the same solicited-node group.
+    let sibling = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);
+    announcer.handle(t0, gained(VIP6, ETH0));
+    let out = announcer.handle(t0, gained(sibling, ETH0));
+    assert!(!out.iter().any(|o| matches!(o, Output::JoinGroup { .. })));
+    let lose = |ip: Ipv6Addr| Input::Lost {
+        ip: ip.into(),
+        interface: ETH0,
+    };
+    assert!(announcer.handle(t0, lose(VIP6)).is_empty());
+    assert_eq!(
+        announcer.handle(t0, lose(sibling)),
+        vec![Output::LeaveGroup {
+            interface: ETH0.to_owned(),
+            group: solicited_node(VIP6),
+        }]
+    );
+}
+
+#[test]
+fn neighbor_solicitation_for_owned_ip_is_answered() {
+    let t0 = Instant::now();
+    let mut announcer = Announcer::new(AnnouncerConfig::default());
+    announcer.handle(t0, gained(VIP6, ETH0));
+    let ns = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, VIP6);
+    let out = announcer.handle(
+        t0,
+        Input::Frame {
+            interface: ETH0,
+            frame: &ns.encode(),
+        },
+    );
+    let reply = ns.advertisement_reply(OUR_MAC).expect("NS has a reply");
+    assert_eq!(out, vec![send(ETH0, reply.encode())]);
+    let other = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, CLIENT6).encode();
+    let input = Input::Frame {
+        interface: ETH0,
+        frame: &other,
+    };
+    assert!(announcer.handle(t0, input).is_empty());
+    let counters = announcer.counters();
+    assert_eq!((counters.requests_seen, counters.requests_answered), (2, 1));
+}
+
+#[test]
+fn foreign_neighbor_advertisement_for_owned_ip_is_a_conflict_but_own_is_not() {
+    let t0 = Instant::now();
+    let mut announcer = Announcer::new(AnnouncerConfig::default());
+    announcer.handle(t0, gained(VIP6, ETH0));
+    let own = NdpFrame::unsolicited_advertisement(OUR_MAC, VIP6).encode();
+    let input = Input::Frame {
+        interface: ETH0,
+        frame: &own,
+    };
+    assert!(announcer.handle(t0, input).is_empty());
+    let foreign = NdpFrame::unsolicited_advertisement(INTRUDER_MAC, VIP6).encode();
+    let out = announcer.handle(
+        t0,
+        Input::Frame {
+            interface: ETH0,
+            frame: &foreign,
+        },
+    );
+    assert_eq!(
+        out[0],
+        Output::Conflict {
+            ip: VIP6.into(),
+            foreign_mac: INTRUDER_MAC,
+            interface: ETH0.to_owned(),
+        }
+    );
+    assert_eq!(
+        sent_frames(&out[1..]),
+        vec![(ETH0, own.as_slice())],
+        "defended with an unsolicited NA"
+    );
+    assert_eq!(announcer.counters().conflicts, 1);
+}
+
+#[test]
+fn malformed_frames_are_counted_and_ignored() {
+    let (mut announcer, t0) = owning_vip4();
+    let mut truncated = client_request(VIP4).encode();
+    truncated.truncate(30);
+    let mut bad_hop_limit = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, VIP6).encode();
+    bad_hop_limit[21] = 64;
+    for frame in [&truncated[..], &bad_hop_limit[..], &[0u8; 5][..]] {
+        assert!(
+            announcer
+                .handle(
+                    t0,
+                    Input::Frame {
+                        interface: ETH0,
+                        frame
+                    }
+                )
+                .is_empty()
+        );
+    }
+    assert_eq!(
+        announcer.counters(),
+        Counters {
+            gratuitous_sent: 2,
+            malformed: 3,
+            ..Counters::default()
+        }
+    );
+}
+
+#[test]
+fn ndp_solicitation_after_gain_is_answered_with_solicited_flag() {
+    let t0 = Instant::now();
+    let mut announcer = Announcer::new(AnnouncerConfig::default());
+    announcer.handle(t0, gained(VIP6, ETH0));
+    let ns = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, VIP6).encode();
+    let out = announcer.handle(
+        t0,
+        Input::Frame {
+            interface: ETH0,
+            frame: &ns,
+        },
+    );
+    let (_, frame) = sent_frames(&out)[0];
+    let na = NdpFrame::decode(frame).expect("our NA decodes");
+    assert_eq!(na.ip_destination, CLIENT6);
+    assert_eq!(na.eth_destination, CLIENT_MAC);
+    let NdpMessage::Advertisement { flags, .. } = na.message else {
+        panic!("not an NA: {na:?}");
+    };
+    assert!(flags.solicited && flags.override_entry && !flags.router);
+}
