@@ -178,6 +178,17 @@ mod tests {
         proptest::collection::btree_set("[a-z]{1,8}(-[0-9]{1,2})?", 1..12)
     }
 
+    fn weighted<'a>(nodes: &'a BTreeSet<String>, weights: &[u32]) -> Vec<Candidate<'a>> {
+        nodes
+            .iter()
+            .zip(weights)
+            .map(|(node, weight)| Candidate {
+                node,
+                weight: *weight,
+            })
+            .collect()
+    }
+
     fn keys() -> impl Strategy<Value = Vec<ElectionKey>> {
         proptest::collection::vec(
             ("[a-z]{1,6}", "[a-z0-9-]{1,10}")
@@ -219,11 +230,7 @@ mod tests {
         fn result_is_independent_of_candidate_order(
             nodes in node_names(), keys in keys(), weights in proptest::collection::vec(0u32..3, 12),
         ) {
-            let candidates: Vec<Candidate<'_>> = nodes
-                .iter()
-                .zip(&weights)
-                .map(|(node, weight)| Candidate { node, weight: *weight })
-                .collect();
+            let candidates = weighted(&nodes, &weights);
             let mut reversed = candidates.clone();
             reversed.reverse();
             for key in &keys {
@@ -235,11 +242,7 @@ mod tests {
         fn owner_has_the_highest_weight(
             nodes in node_names(), keys in keys(), weights in proptest::collection::vec(0u32..100, 12),
         ) {
-            let candidates: Vec<Candidate<'_>> = nodes
-                .iter()
-                .zip(&weights)
-                .map(|(node, weight)| Candidate { node, weight: *weight })
-                .collect();
+            let candidates = weighted(&nodes, &weights);
             let top = candidates.iter().map(|c| c.weight).max().unwrap_or_default();
             for key in &keys {
                 let owner = elect(key, candidates.iter().copied()).expect("non-empty");
