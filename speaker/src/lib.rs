@@ -3,3 +3,4 @@
 
 pub mod election;
 pub mod l2;
+pub mod membership;
