@@ -3,7 +3,9 @@
 //! server is down.
 //!
 //! - [`packet`]: the heartbeat wire format and its HMAC-SHA256 authentication;
-//! - [`liveness`]: the sans-IO table that turns heartbeats and time into up/down transitions.
+//! - [`liveness`]: the sans-IO table that turns heartbeats and time into up/down transitions;
+//! - [`driver`]: the tokio UDP task around it.
 
+pub mod driver;
 pub mod liveness;
 pub mod packet;
