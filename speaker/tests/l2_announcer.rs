@@ -1,6 +1,8 @@
 //! Behaviour of the sans-IO layer-2 responder/announcer, driven with plain frames and instants.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
 use std::time::{Duration, Instant};
 
 use ferrolb_speaker::l2::MacAddr;
@@ -448,6 +450,89 @@ fn malformed_frames_are_counted_and_ignored() {
             ..Counters::default()
         }
     );
+}
+
+#[test]
+fn frames_that_are_not_arp_or_neighbor_discovery_are_ignored_not_malformed() {
+    let (mut announcer, t0) = owning_vip4();
+    let mut ipv4 = client_request(VIP4).encode();
+    ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
+    // An ICMPv6 echo request is valid IPv6 but not Neighbor Discovery.
+    let mut echo = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, VIP6).encode();
+    echo[54] = 128;
+    for frame in [&ipv4[..], &echo[..]] {
+        assert!(
+            announcer
+                .handle(
+                    t0,
+                    Input::Frame {
+                        interface: ETH0,
+                        frame
+                    }
+                )
+                .is_empty()
+        );
+    }
+    let counters = announcer.counters();
+    assert_eq!((counters.ignored, counters.malformed), (2, 0));
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_frames_never_panic_nor_answer_unowned_addresses(
+        bytes in proptest::collection::vec(any::<u8>(), 0..120),
+        arp_ethertype: bool,
+    ) {
+        let (mut announcer, t0) = owning_vip4();
+        let mut frame = bytes;
+        if frame.len() >= 14 {
+            let ethertype: [u8; 2] = if arp_ethertype { [0x08, 0x06] } else { [0x86, 0xdd] };
+            frame[12..14].copy_from_slice(&ethertype);
+        }
+        let out = announcer.handle(t0, Input::Frame { interface: ETH0, frame: &frame });
+        for (_, sent) in sent_frames(&out) {
+            // Only a reply about the owned address (or its defence) can come out.
+            let arp = ArpFrame::decode(sent).expect("we only send ARP here");
+            prop_assert_eq!(arp.sender_ip, VIP4);
+            prop_assert_eq!(arp.sender_mac, OUR_MAC);
+        }
+    }
+
+    #[test]
+    fn arp_answers_and_conflicts_concern_only_the_owned_address(
+        op_reply in any::<bool>(),
+        sender_mac in prop::sample::select(vec![OUR_MAC, CLIENT_MAC, INTRUDER_MAC]),
+        sender_ip in prop::sample::select(vec![VIP4, CLIENT4, Ipv4Addr::UNSPECIFIED]),
+        target_ip in prop::sample::select(vec![VIP4, CLIENT4, Ipv4Addr::new(192, 0, 2, 11)]),
+        interface in prop::sample::select(vec![ETH0, ETH1]),
+    ) {
+        let (mut announcer, t0) = owning_vip4();
+        let frame = ArpFrame {
+            eth_source: sender_mac,
+            sender_mac,
+            sender_ip,
+            target_ip,
+            operation: if op_reply { ArpOperation::Reply } else { ArpOperation::Request },
+            ..client_request(target_ip)
+        };
+        let out = announcer.handle(t0, Input::Frame { interface, frame: &frame.encode() });
+        let on_owned_interface = interface == ETH0;
+        let foreign_claim = on_owned_interface && sender_ip == VIP4 && sender_mac != OUR_MAC;
+        let question = on_owned_interface
+            && !op_reply
+            && target_ip == VIP4
+            && sender_ip != VIP4
+            && sender_mac != OUR_MAC;
+        prop_assert_eq!(
+            out.iter().any(|o| matches!(o, Output::Conflict { .. })),
+            foreign_claim
+        );
+        if !foreign_claim {
+            let expected = question.then(|| send(ETH0, frame.reply_from(OUR_MAC).encode()));
+            prop_assert_eq!(out.first().cloned(), expected);
+            prop_assert!(out.len() <= 1);
+        }
+    }
 }
 
 #[test]

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use super::arp::{ArpFrame, ArpOperation};
 use super::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV6, EthernetHeader, MacAddr};
-use super::ndp::{NdpFrame, NdpMessage, solicited_node};
+use super::ndp::{NdpError, NdpFrame, NdpMessage, solicited_node};
 
 /// Timing of announcements. Defaults are written once, here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +114,13 @@ pub struct Counters {
     pub gratuitous_sent: u64,
     /// Conflicting frames seen for owned addresses.
     pub conflicts: u64,
-    /// Frames that failed to decode as ARP / NS / NA.
+    /// ARP frames and NS/NA that break their RFC's validity rules (truncated, bad checksum, hop
+    /// limit below 255, …).
     pub malformed: u64,
+    /// Well-formed frames that are neither ARP nor NS/NA (other EtherTypes, other ICMPv6 types,
+    /// other IPv6 upper layers); the socket filter should keep these away, so a rising count points
+    /// at the driver.
+    pub ignored: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -278,9 +283,12 @@ impl Announcer {
             },
             ETHERTYPE_IPV6 => match NdpFrame::decode(frame) {
                 Ok(ndp) => self.receive_ndp(now, interface, &ndp, out),
+                Err(NdpError::NotNeighborDiscovery { .. } | NdpError::NextHeader { .. }) => {
+                    self.counters.ignored += 1;
+                }
                 Err(_) => self.counters.malformed += 1,
             },
-            _ => self.counters.malformed += 1,
+            _ => self.counters.ignored += 1,
         }
     }
 
