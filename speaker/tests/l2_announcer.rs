@@ -49,6 +49,10 @@ fn send(interface: &str, frame: Vec<u8>) -> Output {
     }
 }
 
+fn receive(announcer: &mut Announcer, now: Instant, interface: &str, frame: &[u8]) -> Vec<Output> {
+    announcer.handle(now, Input::Frame { interface, frame })
+}
+
 fn client_request(target: Ipv4Addr) -> ArpFrame {
     ArpFrame {
         eth_destination: MacAddr::BROADCAST,
@@ -164,13 +168,7 @@ fn regaining_with_same_mac_does_not_reburst_but_new_mac_does() {
 fn arp_request_for_owned_ip_is_answered_from_interface_mac() {
     let (mut announcer, t0) = owning_vip4();
     let request = client_request(VIP4);
-    let out = announcer.handle(
-        t0,
-        Input::Frame {
-            interface: ETH0,
-            frame: &request.encode(),
-        },
-    );
+    let out = receive(&mut announcer, t0, ETH0, &request.encode());
     assert_eq!(out, vec![send(ETH0, request.reply_from(OUR_MAC).encode())]);
     let counters = announcer.counters();
     assert_eq!((counters.requests_seen, counters.requests_answered), (1, 1));
@@ -182,11 +180,7 @@ fn arp_request_on_another_interface_or_for_another_ip_is_ignored() {
     let other_interface = client_request(VIP4).encode();
     let other_ip = client_request(Ipv4Addr::new(192, 0, 2, 11)).encode();
     for (interface, frame) in [(ETH1, &other_interface), (ETH0, &other_ip)] {
-        assert!(
-            announcer
-                .handle(t0, Input::Frame { interface, frame })
-                .is_empty()
-        );
+        assert!(receive(&mut announcer, t0, interface, frame).is_empty());
     }
     let counters = announcer.counters();
     assert_eq!((counters.requests_seen, counters.requests_answered), (2, 0));
@@ -199,13 +193,7 @@ fn arp_probe_for_owned_ip_is_answered() {
         sender_ip: Ipv4Addr::UNSPECIFIED,
         ..client_request(VIP4)
     };
-    let out = announcer.handle(
-        t0,
-        Input::Frame {
-            interface: ETH0,
-            frame: &probe.encode(),
-        },
-    );
+    let out = receive(&mut announcer, t0, ETH0, &probe.encode());
     let reply = probe.reply_from(OUR_MAC);
     assert_eq!(reply.target_ip, Ipv4Addr::UNSPECIFIED);
     assert_eq!(out, vec![send(ETH0, reply.encode())]);
@@ -219,11 +207,7 @@ fn own_announcements_seen_on_the_socket_are_ignored() {
         ArpFrame::gratuitous_request(OUR_MAC, VIP4).encode(),
         ArpFrame::gratuitous_reply(OUR_MAC, VIP4).encode(),
     ] {
-        let input = Input::Frame {
-            interface: ETH0,
-            frame: &frame,
-        };
-        assert!(announcer.handle(t0, input).is_empty());
+        assert!(receive(&mut announcer, t0, ETH0, &frame).is_empty());
     }
     assert_eq!(announcer.counters().conflicts, 0);
     assert_eq!(announcer.counters().requests_answered, 0);
@@ -240,11 +224,7 @@ fn lost_ip_is_neither_answered_nor_announced() {
     assert_eq!(announcer.next_wakeup(), None);
     assert!(announcer.handle(t0 + ms(200), Input::Tick).is_empty());
     let request = client_request(VIP4).encode();
-    let input = Input::Frame {
-        interface: ETH0,
-        frame: &request,
-    };
-    assert!(announcer.handle(t0 + ms(20), input).is_empty());
+    assert!(receive(&mut announcer, t0 + ms(20), ETH0, &request).is_empty());
     assert_eq!(announcer.owned().count(), 0);
 }
 
@@ -252,16 +232,12 @@ fn lost_ip_is_neither_answered_nor_announced() {
 fn foreign_arp_reply_for_owned_ip_is_a_conflict_defended_once_per_interval() {
     let (mut announcer, t0) = owning_vip4();
     let intruder = ArpFrame::gratuitous_reply(INTRUDER_MAC, VIP4).encode();
-    let input = Input::Frame {
-        interface: ETH0,
-        frame: &intruder,
-    };
     let conflict = Output::Conflict {
         ip: VIP4.into(),
         foreign_mac: INTRUDER_MAC,
         interface: ETH0.to_owned(),
     };
-    let first = announcer.handle(t0 + ms(100), input);
+    let first = receive(&mut announcer, t0 + ms(100), ETH0, &intruder);
     assert_eq!(first[0], conflict);
     assert_eq!(
         sent_frames(&first[1..]),
@@ -282,11 +258,14 @@ fn foreign_arp_reply_for_owned_ip_is_a_conflict_defended_once_per_interval() {
     );
     // Within DEFEND_INTERVAL: reported and counted, not defended again.
     assert_eq!(
-        announcer.handle(t0 + ms(5_000), input),
+        receive(&mut announcer, t0 + ms(5_000), ETH0, &intruder),
         vec![conflict.clone()]
     );
     // After it: defended again.
-    assert_eq!(announcer.handle(t0 + ms(10_100), input).len(), 3);
+    assert_eq!(
+        receive(&mut announcer, t0 + ms(10_100), ETH0, &intruder).len(),
+        3
+    );
     assert_eq!(announcer.counters().conflicts, 3);
 }
 
@@ -299,13 +278,7 @@ fn foreign_arp_request_using_owned_ip_as_sender_is_a_conflict() {
         sender_ip: VIP4,
         ..client_request(CLIENT4)
     };
-    let out = announcer.handle(
-        t0,
-        Input::Frame {
-            interface: ETH0,
-            frame: &request.encode(),
-        },
-    );
+    let out = receive(&mut announcer, t0, ETH0, &request.encode());
     assert!(matches!(
         out[0],
         Output::Conflict {
@@ -368,21 +341,11 @@ fn neighbor_solicitation_for_owned_ip_is_answered() {
     let mut announcer = Announcer::new(AnnouncerConfig::default());
     announcer.handle(t0, gained(VIP6, ETH0));
     let ns = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, VIP6);
-    let out = announcer.handle(
-        t0,
-        Input::Frame {
-            interface: ETH0,
-            frame: &ns.encode(),
-        },
-    );
+    let out = receive(&mut announcer, t0, ETH0, &ns.encode());
     let reply = ns.advertisement_reply(OUR_MAC).expect("NS has a reply");
     assert_eq!(out, vec![send(ETH0, reply.encode())]);
     let other = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, CLIENT6).encode();
-    let input = Input::Frame {
-        interface: ETH0,
-        frame: &other,
-    };
-    assert!(announcer.handle(t0, input).is_empty());
+    assert!(receive(&mut announcer, t0, ETH0, &other).is_empty());
     let counters = announcer.counters();
     assert_eq!((counters.requests_seen, counters.requests_answered), (2, 1));
 }
@@ -393,19 +356,9 @@ fn foreign_neighbor_advertisement_for_owned_ip_is_a_conflict_but_own_is_not() {
     let mut announcer = Announcer::new(AnnouncerConfig::default());
     announcer.handle(t0, gained(VIP6, ETH0));
     let own = NdpFrame::unsolicited_advertisement(OUR_MAC, VIP6).encode();
-    let input = Input::Frame {
-        interface: ETH0,
-        frame: &own,
-    };
-    assert!(announcer.handle(t0, input).is_empty());
+    assert!(receive(&mut announcer, t0, ETH0, &own).is_empty());
     let foreign = NdpFrame::unsolicited_advertisement(INTRUDER_MAC, VIP6).encode();
-    let out = announcer.handle(
-        t0,
-        Input::Frame {
-            interface: ETH0,
-            frame: &foreign,
-        },
-    );
+    let out = receive(&mut announcer, t0, ETH0, &foreign);
     assert_eq!(
         out[0],
         Output::Conflict {
@@ -430,17 +383,7 @@ fn malformed_frames_are_counted_and_ignored() {
     let mut bad_hop_limit = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, VIP6).encode();
     bad_hop_limit[21] = 64;
     for frame in [&truncated[..], &bad_hop_limit[..], &[0u8; 5][..]] {
-        assert!(
-            announcer
-                .handle(
-                    t0,
-                    Input::Frame {
-                        interface: ETH0,
-                        frame
-                    }
-                )
-                .is_empty()
-        );
+        assert!(receive(&mut announcer, t0, ETH0, frame).is_empty());
     }
     assert_eq!(
         announcer.counters(),
@@ -461,17 +404,7 @@ fn frames_that_are_not_arp_or_neighbor_discovery_are_ignored_not_malformed() {
     let mut echo = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, VIP6).encode();
     echo[54] = 128;
     for frame in [&ipv4[..], &echo[..]] {
-        assert!(
-            announcer
-                .handle(
-                    t0,
-                    Input::Frame {
-                        interface: ETH0,
-                        frame
-                    }
-                )
-                .is_empty()
-        );
+        assert!(receive(&mut announcer, t0, ETH0, frame).is_empty());
     }
     let counters = announcer.counters();
     assert_eq!((counters.ignored, counters.malformed), (2, 0));
@@ -489,7 +422,7 @@ proptest! {
             let ethertype: [u8; 2] = if arp_ethertype { [0x08, 0x06] } else { [0x86, 0xdd] };
             frame[12..14].copy_from_slice(&ethertype);
         }
-        let out = announcer.handle(t0, Input::Frame { interface: ETH0, frame: &frame });
+        let out = receive(&mut announcer, t0, ETH0, &frame);
         for (_, sent) in sent_frames(&out) {
             // Only a reply about the owned address (or its defence) can come out.
             let arp = ArpFrame::decode(sent).expect("we only send ARP here");
@@ -515,7 +448,7 @@ proptest! {
             operation: if op_reply { ArpOperation::Reply } else { ArpOperation::Request },
             ..client_request(target_ip)
         };
-        let out = announcer.handle(t0, Input::Frame { interface, frame: &frame.encode() });
+        let out = receive(&mut announcer, t0, interface, &frame.encode());
         let on_owned_interface = interface == ETH0;
         let foreign_claim = on_owned_interface && sender_ip == VIP4 && sender_mac != OUR_MAC;
         let question = on_owned_interface
@@ -541,13 +474,7 @@ fn ndp_solicitation_after_gain_is_answered_with_solicited_flag() {
     let mut announcer = Announcer::new(AnnouncerConfig::default());
     announcer.handle(t0, gained(VIP6, ETH0));
     let ns = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, VIP6).encode();
-    let out = announcer.handle(
-        t0,
-        Input::Frame {
-            interface: ETH0,
-            frame: &ns,
-        },
-    );
+    let out = receive(&mut announcer, t0, ETH0, &ns);
     let (_, frame) = sent_frames(&out)[0];
     let na = NdpFrame::decode(frame).expect("our NA decodes");
     assert_eq!(na.ip_destination, CLIENT6);
