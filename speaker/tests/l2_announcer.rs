@@ -432,6 +432,51 @@ proptest! {
     }
 
     #[test]
+    fn solicited_node_groups_are_joined_exactly_while_used(
+        ops in proptest::collection::vec((any::<bool>(), 0usize..4, 0usize..2, any::<bool>()), 0..40),
+    ) {
+        // Addresses 0 and 1 share a solicited-node group; 2 and 3 have their own.
+        let ips = [
+            VIP6,
+            Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x12),
+        ];
+        let interfaces = [ETH0, ETH1];
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(AnnouncerConfig::default());
+        let mut joined = std::collections::BTreeSet::new();
+        for (gain, ip, interface, other_mac) in ops {
+            let (ip, interface) = (ips[ip], interfaces[interface]);
+            let input = if gain {
+                let mac = if other_mac { CLIENT_MAC } else { OUR_MAC };
+                Input::Gained { ip: ip.into(), interface, mac }
+            } else {
+                Input::Lost { ip: ip.into(), interface }
+            };
+            for output in announcer.handle(t0, input) {
+                match output {
+                    Output::JoinGroup { interface, group } => {
+                        prop_assert!(joined.insert((interface, group)), "joined twice");
+                    }
+                    Output::LeaveGroup { interface, group } => {
+                        prop_assert!(joined.remove(&(interface, group)), "left unjoined group");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let used: std::collections::BTreeSet<(String, Ipv6Addr)> = announcer
+            .owned()
+            .filter_map(|(ip, interface)| match ip {
+                IpAddr::V6(v6) => Some((interface.to_owned(), solicited_node(v6))),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        prop_assert_eq!(joined, used);
+    }
+
+    #[test]
     fn arp_answers_and_conflicts_concern_only_the_owned_address(
         op_reply in any::<bool>(),
         sender_mac in prop::sample::select(vec![OUR_MAC, CLIENT_MAC, INTRUDER_MAC]),

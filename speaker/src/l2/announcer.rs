@@ -138,6 +138,8 @@ struct Owned {
 pub struct Announcer {
     config: AnnouncerConfig,
     owned: BTreeMap<(IpAddr, String), Owned>,
+    /// Owned IPv6 addresses per (interface, solicited-node group).
+    groups: BTreeMap<(String, Ipv6Addr), usize>,
     counters: Counters,
 }
 
@@ -146,6 +148,7 @@ impl Announcer {
         Announcer {
             config,
             owned: BTreeMap::new(),
+            groups: BTreeMap::new(),
             counters: Counters::default(),
         }
     }
@@ -187,16 +190,25 @@ impl Announcer {
         out: &mut Vec<Output>,
     ) {
         let key = (ip, interface.to_owned());
-        if self.owned.get(&key).is_some_and(|owned| owned.mac == mac) {
-            return;
-        }
-        if let IpAddr::V6(v6) = ip
-            && !self.group_in_use(interface, solicited_node(v6))
-        {
-            out.push(Output::JoinGroup {
-                interface: interface.to_owned(),
-                group: solicited_node(v6),
-            });
+        match self.owned.get(&key) {
+            Some(owned) if owned.mac == mac => return,
+            // A new MAC for an address already owned: same group, restart the announcements.
+            Some(_) => {}
+            None => {
+                if let IpAddr::V6(v6) = ip {
+                    let users = self
+                        .groups
+                        .entry((interface.to_owned(), solicited_node(v6)))
+                        .or_default();
+                    *users += 1;
+                    if *users == 1 {
+                        out.push(Output::JoinGroup {
+                            interface: interface.to_owned(),
+                            group: solicited_node(v6),
+                        });
+                    }
+                }
+            }
         }
         self.owned.insert(
             key,
@@ -215,20 +227,20 @@ impl Announcer {
         if self.owned.remove(&(ip, interface.to_owned())).is_none() {
             return;
         }
-        if let IpAddr::V6(v6) = ip
-            && !self.group_in_use(interface, solicited_node(v6))
-        {
-            out.push(Output::LeaveGroup {
-                interface: interface.to_owned(),
-                group: solicited_node(v6),
-            });
+        let IpAddr::V6(v6) = ip else {
+            return;
+        };
+        let group_key = (interface.to_owned(), solicited_node(v6));
+        if let Some(users) = self.groups.get_mut(&group_key) {
+            *users -= 1;
+            if *users == 0 {
+                self.groups.remove(&group_key);
+                out.push(Output::LeaveGroup {
+                    interface: interface.to_owned(),
+                    group: solicited_node(v6),
+                });
+            }
         }
-    }
-
-    fn group_in_use(&self, interface: &str, group: Ipv6Addr) -> bool {
-        self.owned.keys().any(|(ip, iface)| {
-            iface == interface && matches!(ip, IpAddr::V6(v6) if solicited_node(*v6) == group)
-        })
     }
 
     fn next_due(&self, owned: &Owned) -> Option<Instant> {
