@@ -22,10 +22,11 @@
 //!
 //! Decoding applies the validity checks of RFC 4861 §7.1.1 (NS) and §7.1.2 (NA): hop limit 255, valid
 //! ICMPv6 checksum (RFC 4443 §2.3), code 0, ICMP length ≥ 24, every option length non-zero, target
-//! not multicast, no source link-layer option when the source is unspecified, Solicited clear when
-//! the destination is multicast. Frames whose IPv6 header is followed by extension headers are
-//! rejected ([`NdpError::NextHeader`]); Linux never puts any in front of NS/NA. Unknown options are
-//! skipped as §4.3/§4.4 require. Decoding never panics on any input.
+//! not multicast, no source link-layer option and a solicited-node destination when the source is
+//! unspecified, Solicited clear when the destination is multicast. Frames whose IPv6 header is
+//! followed by extension headers are rejected ([`NdpError::NextHeader`]); Linux never puts any in
+//! front of NS/NA. Unknown options are skipped as §4.3/§4.4 require. Decoding never panics on any
+//! input.
 
 use std::net::Ipv6Addr;
 
@@ -153,6 +154,10 @@ pub enum NdpError {
     MulticastTarget { target: Ipv6Addr },
     #[error("solicitation from the unspecified address carries a source link-layer option")]
     UnspecifiedSourceWithLinkLayer,
+    #[error(
+        "solicitation from the unspecified address sent to {destination}, not a solicited-node group"
+    )]
+    UnspecifiedSourceNotToSolicitedNode { destination: Ipv6Addr },
     #[error("solicited advertisement sent to multicast destination {destination}")]
     SolicitedToMulticast { destination: Ipv6Addr },
 }
@@ -370,6 +375,13 @@ impl NdpFrame {
             // link-layer address option in the message."
             if ip_source.is_unspecified() && link_layer.is_some() {
                 return Err(NdpError::UnspecifiedSourceWithLinkLayer);
+            }
+            // §7.1.1: "If the IP source address is the unspecified address, the IP destination
+            // address is a solicited-node multicast address."
+            if ip_source.is_unspecified() && ip_destination != solicited_node(ip_destination) {
+                return Err(NdpError::UnspecifiedSourceNotToSolicitedNode {
+                    destination: ip_destination,
+                });
             }
             NdpMessage::Solicitation {
                 target,
@@ -689,6 +701,25 @@ mod tests {
         assert_eq!(
             NdpFrame::decode(&ns.encode()),
             Err(NdpError::UnspecifiedSourceWithLinkLayer)
+        );
+    }
+
+    #[test]
+    fn solicitation_from_unspecified_to_unicast_is_rejected() {
+        let ns = NdpFrame {
+            ip_source: Ipv6Addr::UNSPECIFIED,
+            ip_destination: SERVICE_IP,
+            message: NdpMessage::Solicitation {
+                target: SERVICE_IP,
+                source_link_layer: None,
+            },
+            ..NdpFrame::solicitation(CLIENT_MAC, CLIENT_IP, SERVICE_IP)
+        };
+        assert_eq!(
+            NdpFrame::decode(&ns.encode()),
+            Err(NdpError::UnspecifiedSourceNotToSolicitedNode {
+                destination: SERVICE_IP
+            })
         );
     }
 

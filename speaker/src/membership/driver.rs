@@ -12,7 +12,8 @@
 //!  UDP socket (send to every peer)
 //! ```
 //!
-//! A clean stop ([`Command::Leave`], or the command channel closing) sends one heartbeat with the
+//! A clean stop ([`Command::Leave`], the command channel closing, or nobody receiving the changes any
+//! more) sends one heartbeat with the
 //! leaving flag to every peer before the task ends, so the others fail over at once instead of after
 //! the detection time. Datagrams are judged only by their authentication and replay checks, not by
 //! their source address, so NAT between nodes does not matter. Send and receive errors are logged
