@@ -146,6 +146,35 @@ fn refresh_repeats_announcement_after_burst_when_enabled() {
 }
 
 #[test]
+fn refresh_alone_starts_at_gain_and_offsets_may_come_unsorted() {
+    let t0 = Instant::now();
+    let mut refresh_only = Announcer::new(AnnouncerConfig {
+        announce_at: Vec::new(),
+        refresh_every: Some(Duration::from_secs(10)),
+        ..AnnouncerConfig::default()
+    });
+    assert!(refresh_only.handle(t0, gained(VIP4, ETH0)).is_empty());
+    assert_eq!(
+        refresh_only.next_wakeup(),
+        Some(t0 + Duration::from_secs(10))
+    );
+    assert_eq!(
+        sent_frames(&refresh_only.handle(t0 + ms(10_000), Input::Tick)).len(),
+        2
+    );
+
+    let mut unsorted = Announcer::new(AnnouncerConfig {
+        announce_at: vec![ms(300), Duration::ZERO, ms(100)],
+        ..AnnouncerConfig::default()
+    });
+    assert_eq!(
+        sent_frames(&unsorted.handle(t0, gained(VIP4, ETH0))).len(),
+        2
+    );
+    assert_eq!(unsorted.next_wakeup(), Some(t0 + ms(100)));
+}
+
+#[test]
 fn regaining_with_same_mac_does_not_reburst_but_new_mac_does() {
     let (mut announcer, t0) = owning_vip4();
     assert!(announcer.handle(t0 + ms(50), gained(VIP4, ETH0)).is_empty());

@@ -45,7 +45,7 @@ use super::ndp::{NdpError, NdpFrame, NdpMessage, solicited_node};
 /// Timing of announcements. Defaults are written once, here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnouncerConfig {
-    /// Offsets after gaining an IP at which it is announced, ascending.
+    /// Offsets after gaining an IP at which it is announced; empty means no burst.
     pub announce_at: Vec<Duration>,
     /// Period of the refresh after the burst; `None` disables it.
     pub refresh_every: Option<Duration>,
@@ -144,7 +144,10 @@ pub struct Announcer {
 }
 
 impl Announcer {
-    pub fn new(config: AnnouncerConfig) -> Announcer {
+    /// An announcer with no owned addresses. `announce_at` is sorted here, so callers may list the
+    /// offsets in any order.
+    pub fn new(mut config: AnnouncerConfig) -> Announcer {
+        config.announce_at.sort_unstable();
         Announcer {
             config,
             owned: BTreeMap::new(),
@@ -216,7 +219,12 @@ impl Announcer {
                 mac,
                 gained_at: now,
                 next_burst: 0,
-                next_refresh: None,
+                // Without a burst the refresh period starts at the gain.
+                next_refresh: self
+                    .config
+                    .refresh_every
+                    .filter(|_| self.config.announce_at.is_empty())
+                    .map(|every| now + every),
                 last_defence: None,
             },
         );
