@@ -175,6 +175,19 @@ fn refresh_alone_starts_at_gain_and_offsets_may_come_unsorted() {
 }
 
 #[test]
+fn zero_refresh_period_disables_refresh_instead_of_flooding() {
+    let t0 = Instant::now();
+    let mut announcer = Announcer::new(AnnouncerConfig {
+        announce_at: vec![Duration::ZERO],
+        refresh_every: Some(Duration::ZERO),
+        ..AnnouncerConfig::default()
+    });
+    announcer.handle(t0, gained(VIP4, ETH0));
+    assert_eq!(announcer.next_wakeup(), None);
+    assert!(announcer.handle(t0 + ms(1), Input::Tick).is_empty());
+}
+
+#[test]
 fn regaining_with_same_mac_does_not_reburst_but_new_mac_does() {
     let (mut announcer, t0) = owning_vip4();
     assert!(announcer.handle(t0 + ms(50), gained(VIP4, ETH0)).is_empty());

@@ -42,7 +42,8 @@ async fn start_three() -> Vec<Member> {
             driver::incarnation_now(),
             key.clone(),
             LivenessConfig::default(),
-        );
+        )
+        .expect("valid name and config");
         let (commands, command_rx) = mpsc::channel(4);
         let (change_tx, changes) = mpsc::unbounded_channel();
         let others: Vec<Peer> = peers.iter().filter(|p| p.node != *node).cloned().collect();

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use ferrolb_speaker::membership::liveness::{
-    DownReason, DropReason, Event, Liveness, LivenessConfig, MemberChange,
+    DownReason, DropReason, Event, Liveness, LivenessConfig, LivenessError, MemberChange,
 };
 use ferrolb_speaker::membership::packet::HeartbeatKey;
 
@@ -14,7 +14,8 @@ fn key() -> HeartbeatKey {
 }
 
 fn table(node: &str, incarnation: u64) -> Liveness {
-    let mut table = Liveness::new(node, incarnation, key(), LivenessConfig::default());
+    let mut table = Liveness::new(node, incarnation, key(), LivenessConfig::default())
+        .expect("valid name and config");
     table.set_peers(["node-a", "node-b", "node-c"]);
     table
 }
@@ -57,6 +58,35 @@ fn default_detection_is_well_under_a_second() {
     assert_eq!(config.interval, ms(100));
     assert_eq!(config.detect_multiplier, 3);
     assert!(config.detect_time() < Duration::from_secs(1));
+}
+
+#[test]
+fn zero_timers_and_unusable_names_are_refused() {
+    let build = |node: &str, config| Liveness::new(node, 1, key(), config).err();
+    let zero_interval = LivenessConfig {
+        interval: Duration::ZERO,
+        ..LivenessConfig::default()
+    };
+    let zero_multiplier = LivenessConfig {
+        detect_multiplier: 0,
+        ..LivenessConfig::default()
+    };
+    assert_eq!(
+        build("node-a", zero_interval),
+        Some(LivenessError::ZeroInterval)
+    );
+    assert_eq!(
+        build("node-a", zero_multiplier),
+        Some(LivenessError::ZeroMultiplier)
+    );
+    assert_eq!(
+        build("", LivenessConfig::default()),
+        Some(LivenessError::NodeName { len: 0 })
+    );
+    assert_eq!(
+        build(&"n".repeat(254), LivenessConfig::default()),
+        Some(LivenessError::NodeName { len: 254 })
+    );
 }
 
 #[test]
@@ -120,7 +150,8 @@ fn forged_heartbeat_is_dropped_and_counted() {
         1,
         HeartbeatKey::new(b"guessed").expect("non-empty"),
         LivenessConfig::default(),
-    );
+    )
+    .expect("valid name and config");
     let forged = beat(&mut forger);
     assert!(deliver(&mut a, t0, &forged).is_empty());
     assert_eq!(a.dropped(DropReason::BadMac), 1);

@@ -47,7 +47,8 @@ use super::ndp::{NdpError, NdpFrame, NdpMessage, solicited_node};
 pub struct AnnouncerConfig {
     /// Offsets after gaining an IP at which it is announced; empty means no burst.
     pub announce_at: Vec<Duration>,
-    /// Period of the refresh after the burst; `None` disables it.
+    /// Period of the refresh after the burst; `None` (or zero, which would mean a frame storm)
+    /// disables it.
     pub refresh_every: Option<Duration>,
     /// Minimum time between two defending announcements for one address (RFC 5227 §2.4 (b)).
     pub defend_interval: Duration,
@@ -145,9 +146,10 @@ pub struct Announcer {
 
 impl Announcer {
     /// An announcer with no owned addresses. `announce_at` is sorted here, so callers may list the
-    /// offsets in any order.
+    /// offsets in any order; a zero refresh period is treated as none.
     pub fn new(mut config: AnnouncerConfig) -> Announcer {
         config.announce_at.sort_unstable();
+        config.refresh_every = config.refresh_every.filter(|every| !every.is_zero());
         Announcer {
             config,
             owned: BTreeMap::new(),

@@ -25,7 +25,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::packet::{Heartbeat, HeartbeatKey, PacketError};
+use thiserror::Error;
+
+use super::packet::{Heartbeat, HeartbeatKey, MAX_NAME_LEN, PacketError};
 
 /// Timing of heartbeats and detection. Defaults are written once, here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +56,17 @@ impl LivenessConfig {
     pub fn detect_time(&self) -> Duration {
         self.interval * self.detect_multiplier
     }
+}
+
+/// Why a liveness table cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LivenessError {
+    #[error("heartbeat interval must be greater than zero")]
+    ZeroInterval,
+    #[error("detect multiplier must be at least 1")]
+    ZeroMultiplier,
+    #[error("node name of {len} octets, must be 1 to {MAX_NAME_LEN}")]
+    NodeName { len: usize },
 }
 
 /// Why a datagram was dropped.
@@ -150,23 +163,34 @@ pub struct Liveness {
 
 impl Liveness {
     /// A table for `node`, whose current run is `incarnation` (the driver uses its start time in
-    /// Unix nanoseconds, so a restart always yields a larger one).
+    /// Unix nanoseconds, so a restart always yields a larger one). Refuses a zero interval or
+    /// multiplier (every peer would be down at once) and a name that cannot go in a heartbeat.
     pub fn new(
         node: impl Into<String>,
         incarnation: u64,
         key: HeartbeatKey,
         config: LivenessConfig,
-    ) -> Liveness {
-        Liveness {
+    ) -> Result<Liveness, LivenessError> {
+        let node = node.into();
+        if config.interval.is_zero() {
+            return Err(LivenessError::ZeroInterval);
+        }
+        if config.detect_multiplier == 0 {
+            return Err(LivenessError::ZeroMultiplier);
+        }
+        if node.is_empty() || node.len() > MAX_NAME_LEN {
+            return Err(LivenessError::NodeName { len: node.len() });
+        }
+        Ok(Liveness {
             config,
             key,
-            node: node.into(),
+            node,
             incarnation,
             sequence: 0,
             peers: BTreeMap::new(),
             accepted: 0,
             dropped: BTreeMap::new(),
-        }
+        })
     }
 
     pub fn config(&self) -> &LivenessConfig {
