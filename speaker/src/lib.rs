@@ -1,2 +1,6 @@
-//! placeholder crate root; replaced by the first real module.
+//! ferrolb speaker: makes LoadBalancer IPs reachable from the node it runs on.
 #![forbid(unsafe_code)]
+
+pub mod election;
+pub mod l2;
+pub mod membership;
