@@ -1,2 +1,4 @@
-//! placeholder crate root; replaced by the first real module.
+//! ferrolb speaker: makes Service IPs reachable (layer 2 or BGP, with BFD).
 #![forbid(unsafe_code)]
+
+pub mod bfd;
