@@ -8,3 +8,4 @@
 //! authentication.
 
 pub mod packet;
+pub mod session;
