@@ -648,24 +648,24 @@ mod tests {
         NonZeroU32::new(v).unwrap()
     }
 
+    /// Splits actions into the packets sent and the state changes reported.
+    fn split(actions: &[Action]) -> (Vec<ControlPacket>, Vec<StateChange>) {
+        let (mut packets, mut changes) = (Vec::new(), Vec::new());
+        for action in actions {
+            match action {
+                Action::Send(p) => packets.push(*p),
+                Action::StateChanged(c) => changes.push(*c),
+            }
+        }
+        (packets, changes)
+    }
+
     fn sent(actions: &[Action]) -> Vec<ControlPacket> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Send(p) => Some(*p),
-                Action::StateChanged(_) => None,
-            })
-            .collect()
+        split(actions).0
     }
 
     fn changes(actions: &[Action]) -> Vec<StateChange> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::StateChanged(c) => Some(*c),
-                Action::Send(_) => None,
-            })
-            .collect()
+        split(actions).1
     }
 
     /// Two sessions joined by a lossless, instant link; `now` advances only when told.
