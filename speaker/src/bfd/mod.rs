@@ -7,5 +7,6 @@
 //! Only Asynchronous mode is spoken: no Echo function, no Demand mode of our own, no
 //! authentication.
 
+pub mod driver;
 pub mod packet;
 pub mod session;
