@@ -152,6 +152,8 @@ pub enum DropReason {
     NoSession,
     /// Matched a session by discriminator, but came from another address.
     WrongPeerAddress,
+    /// Matched a session by discriminator, but arrived on the other hop mode's port.
+    WrongHopMode,
 }
 
 impl DropReason {
@@ -163,6 +165,7 @@ impl DropReason {
             Self::Invalid(reason) => reason,
             Self::NoSession => "no_session",
             Self::WrongPeerAddress => "wrong_peer_address",
+            Self::WrongHopMode => "wrong_hop_mode",
         }
     }
 }
@@ -513,8 +516,11 @@ impl Driver {
             },
         };
         let entry = self.sessions.get(&key).ok_or(DropReason::NoSession)?;
-        if entry.spec.peer.ip() != datagram.source.ip() || key.multihop != datagram.multihop {
+        if entry.spec.peer.ip() != datagram.source.ip() {
             return Err(DropReason::WrongPeerAddress);
+        }
+        if key.multihop != datagram.multihop {
+            return Err(DropReason::WrongHopMode);
         }
         if let HopMode::Multihop { min_ttl } = entry.spec.hops
             && datagram.ttl.is_none_or(|ttl| ttl < min_ttl)
