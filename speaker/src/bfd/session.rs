@@ -390,8 +390,11 @@ impl Session {
             _ => None,
         };
         if let Some((to, cause)) = next {
-            let diag = match cause {
-                Cause::Handshake => Diagnostic::NoDiagnostic,
+            let diag = match (cause, to) {
+                // The reason for the last failure stays visible to the peer until the session
+                // is back Up.
+                (Cause::Handshake, SessionState::Up) => Diagnostic::NoDiagnostic,
+                (Cause::Handshake, _) => self.local_diag,
                 _ => Diagnostic::NeighborSignaledSessionDown,
             };
             self.transition(to, diag, cause, now);
@@ -1077,7 +1080,95 @@ mod tests {
         );
     }
 
+    fn any_state() -> impl Strategy<Value = SessionState> {
+        prop_oneof![
+            Just(SessionState::AdminDown),
+            Just(SessionState::Down),
+            Just(SessionState::Init),
+            Just(SessionState::Up),
+        ]
+    }
+
+    /// Any event a driver could deliver, `u16` milliseconds after the previous one.
+    fn any_step() -> impl Strategy<Value = (u16, Event)> {
+        let packet = (
+            any_state(),
+            any::<[bool; 3]>(),
+            prop_oneof![Just(None), Just(Some(discr(1))), Just(Some(discr(2)))],
+            prop_oneof![Just(0u32), 1u32..2_000_000],
+            1u32..2_000_000,
+            1u8..=5,
+        )
+            .prop_map(|(state, [poll, final_, demand], your, rx, tx, mult)| {
+                Event::Packet(ControlPacket {
+                    diag: Diagnostic::NoDiagnostic,
+                    state,
+                    poll,
+                    final_,
+                    control_plane_independent: false,
+                    demand,
+                    detect_mult: NonZeroU8::new(mult).unwrap(),
+                    my_discriminator: discr(99),
+                    your_discriminator: your,
+                    desired_min_tx_us: tx,
+                    required_min_rx_us: rx,
+                    required_min_echo_rx_us: 0,
+                })
+            });
+        let event = prop_oneof![
+            4 => packet,
+            3 => Just(Event::TxTimer),
+            2 => Just(Event::DetectionTimer),
+            1 => Just(Event::AdminDown),
+            1 => Just(Event::AdminUp),
+            1 => (1u32..2000, 1u32..2000, 1u8..=5, any::<bool>())
+                .prop_map(|(tx, rx, mult, passive)| Event::Reconfigure(
+                    SessionConfig::new(tx * MS, rx * MS, NonZeroU8::new(mult).unwrap(), passive)
+                        .unwrap()
+                )),
+        ];
+        (0u16..1500, event)
+    }
+
     proptest! {
+        /// Whatever arrives in whatever order: no panic, well-formed packets, timers that move.
+        #[test]
+        fn any_event_sequence_keeps_the_rfc_invariants(
+            passive in any::<bool>(),
+            steps in proptest::collection::vec(any_step(), 1..80),
+        ) {
+            let start = Instant::now();
+            let first = SessionConfig::new(100 * MS, 100 * MS, NonZeroU8::new(3).unwrap(), passive)
+                .unwrap();
+            let mut s = Session::new(first, discr(1), 5, start);
+            let mut now = start;
+            let mut heard = false;
+            for (gap_ms, event) in steps {
+                now += u32::from(gap_ms) * MS;
+                if let Event::Packet(p) = event {
+                    heard |= p.your_discriminator.is_none_or(|d| d == discr(1));
+                }
+                let (packets, _) = split(&s.handle(now, event));
+                for p in packets {
+                    prop_assert!(!(p.poll && p.final_), "P and F together: {p:?}");
+                    prop_assert_eq!(p.my_discriminator, discr(1));
+                    prop_assert_eq!(p.state, s.state());
+                    prop_assert_eq!(p.detect_mult, s.config().detect_mult());
+                    prop_assert!(!p.demand);
+                    if p.state != SessionState::Up {
+                        prop_assert!(p.desired_min_tx_us >= 1_000_000, "{p:?}");
+                    }
+                    prop_assert!(heard || !s.config().passive(), "passive sent unprompted");
+                }
+                if event == Event::TxTimer {
+                    prop_assert!(s.next_tx_at().is_none_or(|next| next > now));
+                }
+                if event == Event::DetectionTimer {
+                    prop_assert!(s.detection_deadline().is_none_or(|d| d > now));
+                }
+            }
+        }
+
         #[test]
         fn periodic_gaps_are_jittered_within_rfc_bounds(seed in any::<u64>(), mult in 1u8..=5) {
             let now = Instant::now();
