@@ -19,7 +19,7 @@ use ferrolb_speaker::bfd::driver::{
     DriverConfig, DriverHandle, HopMode, PeerSpec, SINGLE_HOP_PORT, SessionEvent,
 };
 use ferrolb_speaker::bfd::packet::{Diagnostic, SessionState};
-use ferrolb_speaker::bfd::session::SessionConfig;
+use ferrolb_speaker::bfd::session::{Cause, SessionConfig};
 use nix::sched::{CloneFlags, setns};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -172,10 +172,11 @@ fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> Result<(), (
     Err(())
 }
 
-fn hundred_ms_x3() -> SessionConfig {
+/// `ms` x 3 timers.
+fn timers(ms: u64) -> SessionConfig {
     SessionConfig::new(
-        Duration::from_millis(100),
-        Duration::from_millis(100),
+        Duration::from_millis(ms),
+        Duration::from_millis(ms),
         NonZeroU8::MIN.saturating_add(2),
         false,
     )
@@ -208,30 +209,61 @@ async fn all_reach(
     Ok(reached)
 }
 
-/// Our side: a driver inside our namespace with sessions to the router over both families.
-/// `router_up` polls the daemon's own view; `cut` cuts the link.
-async fn exercise(
-    router_up: &(dyn Fn() -> Result<bool, String> + Sync),
-    cut: &(dyn Fn() -> Result<(), String> + Sync),
+type Check<T> = Box<dyn Fn() -> Result<T, String> + Send + Sync>;
+type Toggle = Box<dyn Fn(bool) -> Result<(), String> + Send + Sync>;
+
+/// How the test drives and observes the router daemon.
+struct Router {
+    /// Whether the daemon reports both sessions up.
+    both_up: Check<bool>,
+    /// Cuts the router's end of the link.
+    cut: Check<()>,
+    /// Administratively disables (false) or enables the router's IPv4 session, where the
+    /// daemon can do that at run time.
+    set_v4_admin_up: Option<Toggle>,
+    /// The Desired Min TX interval in ms the router last received on the IPv4 session, where
+    /// the daemon shows it.
+    v4_remote_tx_ms: Option<Check<u64>>,
+}
+
+async fn poll_until(
+    what: &str,
+    within: Duration,
+    check: impl Fn() -> Result<bool, String>,
 ) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    while !check()? {
+        if Instant::now() > deadline {
+            return Err(format!("{what}: not within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Our side: a driver inside our namespace with sessions to the router over both families.
+async fn exercise(router: &Router) -> Result<(), String> {
     let (driver, mut events) =
         DriverHandle::start(&DriverConfig::default()).map_err(|e| e.to_string())?;
     let peers: [(IpAddr, IpAddr); 2] = [
         (parse(ROUTER_V4), parse(OURS_V4)),
         (parse(ROUTER_V6), parse(OURS_V6)),
     ];
+    let mut keys = Vec::new();
     for (peer, local) in peers {
         let spec = PeerSpec {
             peer: SocketAddr::new(peer, SINGLE_HOP_PORT),
             local,
             hops: HopMode::SingleHop,
         };
+        keys.push(spec.key());
         driver
-            .add_session(spec, hundred_ms_x3())
+            .add_session(spec, timers(100))
             .await
             .map_err(|e| e.to_string())?;
     }
     let routers: Vec<IpAddr> = peers.iter().map(|(peer, _)| *peer).collect();
+    let v4 = &routers[..1];
     all_reach(
         &mut events,
         &routers,
@@ -239,15 +271,41 @@ async fn exercise(
         Duration::from_secs(20),
     )
     .await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !router_up()? {
-        if Instant::now() > deadline {
-            return Err("router never reported both sessions up".into());
+    poll_until(
+        "router reports both sessions up",
+        Duration::from_secs(10),
+        &router.both_up,
+    )
+    .await?;
+
+    if let Some(set_admin_up) = &router.set_v4_admin_up {
+        // RFC 5882 §3.2: the peer's AdminDown takes BFD down but must not fail the client.
+        set_admin_up(false)?;
+        let down = all_reach(&mut events, v4, SessionState::Down, Duration::from_secs(5)).await?;
+        if down[0].change.cause != Cause::PeerAdminDown || down[0].change.signals_path_failure() {
+            return Err(format!("router shutdown seen as {down:?}"));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        set_admin_up(true)?;
+        all_reach(&mut events, v4, SessionState::Up, Duration::from_secs(10)).await?;
     }
 
-    cut()?;
+    if let Some(remote_tx_ms) = &router.v4_remote_tx_ms {
+        // A profile change is a Poll Sequence, not a session reset (RFC 5880 §6.8.3).
+        driver
+            .reconfigure(keys[0], timers(300))
+            .await
+            .map_err(|e| e.to_string())?;
+        poll_until("router learns our 300 ms", Duration::from_secs(5), || {
+            remote_tx_ms().map(|ms| ms == 300)
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Ok(event) = events.try_recv() {
+            return Err(format!("reconfiguration changed state: {event:?}"));
+        }
+    }
+
+    (router.cut)()?;
     let downs = all_reach(
         &mut events,
         &routers,
@@ -275,11 +333,7 @@ fn parse(ip: &str) -> IpAddr {
 
 /// Runs [`exercise`] on a thread that has entered our namespace (setns affects only the
 /// calling thread, and sockets keep the namespace they were created in).
-fn exercise_in(
-    lab: &Lab,
-    router_up: impl Fn() -> Result<bool, String> + Send + Sync + 'static,
-    cut: impl Fn() -> Result<(), String> + Send + Sync + 'static,
-) -> Result<(), String> {
+fn exercise_in(lab: &Lab, router: Router) -> Result<(), String> {
     let netns = PathBuf::from("/run/netns").join(lab.ours());
     std::thread::spawn(move || {
         let ns = File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
@@ -288,7 +342,7 @@ fn exercise_in(
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?
-            .block_on(exercise(&router_up, &cut))
+            .block_on(exercise(&router))
     })
     .join()
     .map_err(|_| "our side panicked".to_string())?
@@ -349,28 +403,67 @@ fn sessions_come_up_with_frr_bfdd_and_go_down_when_the_link_is_cut() {
     }
     run("vtysh", &vtysh).expect("bfdd accepts the peers");
 
-    let status_ns = router.clone();
-    let router_up = move || {
-        let json = run("vtysh", &["-N", &status_ns, "-c", "show bfd peers json"])?;
-        Ok(json.matches("\"status\":\"up\"").count() == 2)
+    let vtysh_json = |ns: String| {
+        move || -> Result<serde_json::Value, String> {
+            let json = run("vtysh", &["-N", &ns, "-c", "show bfd peers json"])?;
+            serde_json::from_str(&json).map_err(|e| format!("{e}: {json}"))
+        }
     };
-    let cut_lab_router = router.clone();
-    let cut = move || {
-        run(
-            "ip",
-            &[
-                "-n",
-                &cut_lab_router,
-                "link",
-                "set",
-                &cut_lab_router,
-                "down",
-            ],
-        )
-        .map(drop)
+    let peers_json = vtysh_json(router.clone());
+    let both_up = move || {
+        let peers = peers_json()?;
+        let up = |peer| {
+            peers
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["peer"] == peer && p["status"] == "up")
+        };
+        Ok(up(OURS_V4) && up(OURS_V6))
     };
-    let result = exercise_in(&lab, router_up, cut);
+    let peers_json = vtysh_json(router.clone());
+    let v4_remote_tx_ms = move || {
+        let peers = peers_json()?;
+        peers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["peer"] == OURS_V4)
+            .and_then(|p| p["remote-transmit-interval"].as_u64())
+            .ok_or_else(|| format!("no IPv4 peer in {peers}"))
+    };
+    let admin_ns = router.clone();
+    let set_v4_admin_up = move |up: bool| {
+        let peer = format!("peer {OURS_V4} local-address {ROUTER_V4} interface {admin_ns}");
+        let shutdown = if up { "no shutdown" } else { "shutdown" };
+        let args = [
+            "-N",
+            &admin_ns,
+            "-c",
+            "configure terminal",
+            "-c",
+            "bfd",
+            "-c",
+            &peer,
+        ];
+        run("vtysh", &[&args[..], &["-c", shutdown]].concat()).map(drop)
+    };
+    let result = exercise_in(
+        &lab,
+        Router {
+            both_up: Box::new(both_up),
+            cut: cut_link(&router),
+            set_v4_admin_up: Some(Box::new(set_v4_admin_up)),
+            v4_remote_tx_ms: Some(Box::new(v4_remote_tx_ms)),
+        },
+    );
     assert_eq!(result, Ok(()));
+}
+
+/// Takes the router's end of the veth down.
+fn cut_link(router: &str) -> Check<()> {
+    let router = router.to_string();
+    Box::new(move || run("ip", &["-n", &router, "link", "set", &router, "down"]).map(drop))
 }
 
 #[test]
@@ -413,18 +506,18 @@ fn sessions_come_up_with_bird_and_go_down_when_the_link_is_cut() {
     )
     .expect("BIRD starts");
 
-    let router_up = move || {
+    let both_up = move || {
         let sessions = run("birdc", &["-s", &socket, "show", "bfd", "sessions"])?;
         Ok(sessions.lines().filter(|l| l.contains(" Up ")).count() == 2)
     };
-    let cut_router = router.clone();
-    let cut = move || {
-        run(
-            "ip",
-            &["-n", &cut_router, "link", "set", &cut_router, "down"],
-        )
-        .map(drop)
-    };
-    let result = exercise_in(&lab, router_up, cut);
+    let result = exercise_in(
+        &lab,
+        Router {
+            both_up: Box::new(both_up),
+            cut: cut_link(&router),
+            set_v4_admin_up: None,
+            v4_remote_tx_ms: None,
+        },
+    );
     assert_eq!(result, Ok(()));
 }
