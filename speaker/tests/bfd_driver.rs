@@ -78,6 +78,8 @@ async fn up_then_down_when_peer_stops(ip: IpAddr, hops: HopMode) {
     let status = a.sessions().await.expect("driver a running");
     assert_eq!(status[0].state, SessionState::Up);
     assert!(status[0].remote_discriminator.is_some());
+    assert!(status[0].counters.packets_in >= 1 && status[0].counters.packets_out >= 1);
+    assert!(status[0].counters.state_changes >= 1);
 
     drop(b);
     // Detection time is 3 x 50 ms; allow plenty for a loaded machine.

@@ -189,6 +189,17 @@ pub struct SessionStatus {
     pub local_diag: Diagnostic,
     pub local_discriminator: NonZeroU32,
     pub remote_discriminator: Option<NonZeroU32>,
+    pub counters: SessionCounters,
+}
+
+/// One session's counters, plain values for `SpeakerStatus` and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCounters {
+    /// Packets accepted for this session.
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub send_errors: u64,
+    pub state_changes: u64,
 }
 
 /// A state change of one session, for the session's client.
@@ -226,8 +237,9 @@ pub struct DriverHandle {
 }
 
 impl DriverHandle {
-    /// Opens the listeners and starts the driver task. State changes arrive on the returned
-    /// receiver; it is unbounded because state changes are rare and must never stall BFD.
+    /// Opens the listeners and starts the driver task; call from within a Tokio runtime. State
+    /// changes arrive on the returned receiver; it is unbounded because state changes are rare
+    /// and must never stall BFD.
     pub fn start(
         config: &DriverConfig,
     ) -> Result<(Self, mpsc::UnboundedReceiver<SessionEvent>), DriverError> {
@@ -346,6 +358,7 @@ struct Entry {
     spec: PeerSpec,
     session: Session,
     socket: UdpSocket,
+    counters: SessionCounters,
 }
 
 struct Driver {
@@ -460,6 +473,7 @@ impl Driver {
                 spec,
                 session,
                 socket,
+                counters: SessionCounters::default(),
             },
         );
         Ok(())
@@ -487,7 +501,12 @@ impl Driver {
     fn on_datagram(&mut self, datagram: Datagram) {
         self.counters.packets_in += 1;
         match self.accept(&datagram) {
-            Ok((key, packet)) => self.handle(key, Event::Packet(packet)),
+            Ok((key, packet)) => {
+                if let Some(entry) = self.sessions.get_mut(&key) {
+                    entry.counters.packets_in += 1;
+                }
+                self.handle(key, Event::Packet(packet));
+            }
             Err(reason) => {
                 tracing::trace!(source = %datagram.source, reason = reason.label(), "BFD packet dropped");
                 *self.counters.dropped.entry(reason).or_default() += 1;
@@ -538,10 +557,14 @@ impl Driver {
             match action {
                 Action::Send(packet) => {
                     match entry.socket.try_send_to(&packet.encode(), entry.spec.peer) {
-                        Ok(_) => self.counters.packets_out += 1,
+                        Ok(_) => {
+                            self.counters.packets_out += 1;
+                            entry.counters.packets_out += 1;
+                        }
                         Err(error) => {
                             tracing::trace!(peer = %entry.spec.peer, %error, "BFD send failed");
                             self.counters.send_errors += 1;
+                            entry.counters.send_errors += 1;
                         }
                     }
                 }
@@ -552,6 +575,7 @@ impl Driver {
                         "BFD session state changed"
                     );
                     self.counters.state_changes += 1;
+                    entry.counters.state_changes += 1;
                     // A client that went away no longer needs to know.
                     let _ = self.events.send(SessionEvent { key, change });
                 }
@@ -568,6 +592,7 @@ fn status_of(entry: &Entry) -> SessionStatus {
         local_diag: entry.session.local_diag(),
         local_discriminator: entry.session.local_discriminator(),
         remote_discriminator: entry.session.remote_discriminator(),
+        counters: entry.counters,
     }
 }
 
