@@ -1,6 +1,7 @@
-//! ferrolb speaker: makes LoadBalancer IPs reachable from the node it runs on.
+//! ferrolb speaker: makes LoadBalancer IPs reachable from the node it runs on (layer 2 or BGP, with BFD).
 #![forbid(unsafe_code)]
 
+pub mod bfd;
 pub mod election;
 pub mod l2;
 pub mod membership;
