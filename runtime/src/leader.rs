@@ -1,0 +1,295 @@
+//! The leader-election driver: reads and writes the Lease through the Kubernetes API on every
+//! retry period, lets [`crate::lease::Elector`] decide, and publishes "is leader" on a `watch`
+//! channel. The binary does leader-only work (writing status) only while that value is `true`.
+//!
+//! On shutdown it first publishes `false`, so leader-only work stops, then clears
+//! `holderIdentity` so a standby takes over on its next retry instead of waiting out the lease.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::LeaderElectionArgs;
+use crate::lease::{Action, Elector, LeaseView, TimingError, Timings};
+
+/// Which Lease to compete for, and as whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderConfig {
+    pub namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+    pub timings: Timings,
+}
+
+impl TryFrom<&LeaderElectionArgs> for LeaderConfig {
+    type Error = TimingError;
+
+    fn try_from(args: &LeaderElectionArgs) -> Result<Self, Self::Error> {
+        Ok(Self {
+            namespace: args.lease_namespace.clone(),
+            lease_name: args.lease_name.clone(),
+            identity: args.identity.clone(),
+            timings: Timings::new(args.lease_duration, args.renew_deadline, args.retry_period)?,
+        })
+    }
+}
+
+/// Releasing the Lease on shutdown failed; a standby takes over when the lease expires instead.
+#[derive(Debug, thiserror::Error)]
+#[error("releasing Lease {namespace}/{name}: {source}")]
+pub struct ReleaseError {
+    pub namespace: String,
+    pub name: String,
+    pub source: kube::Error,
+}
+
+/// One candidate in the election.
+#[derive(Debug)]
+pub struct LeaderElector {
+    api: Api<Lease>,
+    config: LeaderConfig,
+    elector: Elector,
+    /// The Lease as last read; writes start from it so fields we do not own are kept.
+    last_read: Option<Lease>,
+    leading: watch::Sender<bool>,
+}
+
+impl LeaderElector {
+    /// A candidate and the receiver that tells whether it leads (initially `false`).
+    pub fn new(client: kube::Client, config: LeaderConfig) -> (Self, watch::Receiver<bool>) {
+        let (leading, is_leader) = watch::channel(false);
+        let elector = Elector::new(config.identity.clone(), config.timings);
+        let api = Api::namespaced(client, &config.namespace);
+        (
+            Self {
+                api,
+                config,
+                elector,
+                last_read: None,
+                leading,
+            },
+            is_leader,
+        )
+    }
+
+    /// Competes for the Lease until `shutdown` is cancelled, then releases it if held.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ReleaseError> {
+        let mut ticks = tokio::time::interval(self.config.timings.retry_period());
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                _ = ticks.tick() => self.step().await,
+            }
+        }
+        self.leading.send_replace(false);
+        self.release().await
+    }
+
+    /// One read-decide-write round.
+    async fn step(&mut self) {
+        match self.api.get_opt(&self.config.lease_name).await {
+            Ok(lease) => {
+                self.elector
+                    .observe(Instant::now(), lease.as_ref().map(lease_view));
+                self.last_read = lease;
+                self.act().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, lease = %self.config.lease_name, "reading the Lease");
+            }
+        }
+        self.publish();
+    }
+
+    async fn act(&mut self) {
+        let params = PostParams::default();
+        let sent_at = Instant::now();
+        let result = match self.elector.decide(sent_at) {
+            Action::Wait { holder, expires_in } => {
+                tracing::debug!(%holder, ?expires_in, "Lease held by another candidate");
+                return;
+            }
+            Action::Create => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(self.config.lease_name.clone()),
+                        namespace: Some(self.config.namespace.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(self.claim_spec(None, true, 0)),
+                };
+                self.api.create(&params, &lease).await
+            }
+            Action::Claim {
+                resource_version,
+                acquire,
+                transitions,
+            } => {
+                let mut lease = self.last_read.clone().unwrap_or_default();
+                lease.metadata.resource_version = Some(resource_version);
+                lease.spec = Some(self.claim_spec(lease.spec.take(), acquire, transitions));
+                self.api
+                    .replace(&self.config.lease_name, &params, &lease)
+                    .await
+            }
+        };
+        match result {
+            Ok(_) => {
+                if !self.elector.is_leader(sent_at) {
+                    tracing::info!(identity = %self.config.identity, lease = %self.config.lease_name, "acquired the Lease");
+                }
+                self.elector.claimed(sent_at);
+            }
+            // Another candidate wrote first (resourceVersion or create conflict): we lost this
+            // round, the next read shows who won.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                tracing::debug!(lease = %self.config.lease_name, "lost a write race for the Lease");
+            }
+            Err(error) => {
+                tracing::warn!(%error, lease = %self.config.lease_name, "writing the Lease");
+            }
+        }
+    }
+
+    /// The spec naming us, keeping `acquireTime` of the current term on renewal.
+    fn claim_spec(&self, current: Option<LeaseSpec>, acquire: bool, transitions: i32) -> LeaseSpec {
+        let now = MicroTime(Timestamp::now());
+        let current = current.unwrap_or_default();
+        LeaseSpec {
+            holder_identity: Some(self.config.identity.clone()),
+            lease_duration_seconds: Some(whole_seconds(self.config.timings.lease_duration())),
+            renew_time: Some(now.clone()),
+            acquire_time: if acquire {
+                Some(now)
+            } else {
+                current.acquire_time
+            },
+            lease_transitions: Some(transitions),
+            ..current
+        }
+    }
+
+    /// Publishes whether we lead now; called after every round so a missed deadline shows even
+    /// when the API server does not answer.
+    fn publish(&self) {
+        let leading = self.elector.is_leader(Instant::now());
+        let was = self.leading.send_replace(leading);
+        if was && !leading {
+            tracing::warn!(identity = %self.config.identity, lease = %self.config.lease_name, "lost the Lease");
+        }
+    }
+
+    /// Clears `holderIdentity` if the Lease still names us, guarded by the version we last read.
+    async fn release(&mut self) -> Result<(), ReleaseError> {
+        let (Some(resource_version), Some(mut lease)) =
+            (self.elector.release(), self.last_read.take())
+        else {
+            return Ok(());
+        };
+        self.elector.released();
+        lease.metadata.resource_version = Some(resource_version);
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        spec.holder_identity = None;
+        // Client-go convention: a released Lease says 1 s so any reader treats it as free.
+        spec.lease_duration_seconds = Some(1);
+        match self
+            .api
+            .replace(&self.config.lease_name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(lease = %self.config.lease_name, "released the Lease");
+                Ok(())
+            }
+            Err(source) => Err(ReleaseError {
+                namespace: self.config.namespace.clone(),
+                name: self.config.lease_name.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// `leaseDurationSeconds` is whole seconds; rounding up makes standbys wait longer, never less.
+fn whole_seconds(duration: Duration) -> i32 {
+    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    i32::try_from(seconds).unwrap_or(i32::MAX)
+}
+
+/// The parts of a Lease the election rules read.
+fn lease_view(lease: &Lease) -> LeaseView {
+    let spec = lease.spec.as_ref();
+    LeaseView {
+        resource_version: lease.metadata.resource_version.clone().unwrap_or_default(),
+        holder: spec
+            .and_then(|s| s.holder_identity.clone())
+            .filter(|holder| !holder.is_empty()),
+        lease_duration: spec
+            .and_then(|s| s.lease_duration_seconds)
+            .and_then(|seconds| u64::try_from(seconds).ok())
+            .filter(|seconds| *seconds > 0)
+            .map(Duration::from_secs),
+        transitions: spec.and_then(|s| s.lease_transitions).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_duration_rounds_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::from_secs(15)), 15);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::from_secs(u64::MAX)), i32::MAX);
+    }
+
+    #[test]
+    fn empty_holder_and_bad_duration_read_as_absent() {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                resource_version: Some("5".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(String::new()),
+                lease_duration_seconds: Some(-3),
+                lease_transitions: Some(4),
+                ..LeaseSpec::default()
+            }),
+        };
+        assert_eq!(
+            lease_view(&lease),
+            LeaseView {
+                resource_version: "5".into(),
+                holder: None,
+                lease_duration: None,
+                transitions: 4,
+            }
+        );
+    }
+
+    #[test]
+    fn config_from_args_refuses_overlapping_timings() {
+        let args = LeaderElectionArgs {
+            lease_name: "l".into(),
+            lease_namespace: "ns".into(),
+            identity: "a".into(),
+            lease_duration: Duration::from_secs(5),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        };
+        assert!(matches!(
+            LeaderConfig::try_from(&args),
+            Err(TimingError::DeadlineNotBelowDuration { .. })
+        ));
+    }
+}
