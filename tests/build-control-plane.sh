@@ -87,7 +87,14 @@ build_kube_apiserver() {
   log "replaced $(wc -w <<<"$staging") staging modules with $staging_version"
   printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' >tools.go
   go mod tidy
-  go build -trimpath -o "$dir/out" k8s.io/kubernetes/cmd/kube-apiserver
+  # What Kubernetes' own build stamps (hack/lib/version.sh): /version then reports the real release.
+  local minor="${KUBERNETES_VERSION#v1.}" pkg ldflags=""
+  minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean"
+  done
+  go build -trimpath -ldflags="$ldflags" -o "$dir/out" k8s.io/kubernetes/cmd/kube-apiserver
   install_binary "$dir/out" "$target"
   log "$target built in $((SECONDS - started)) s"
 }

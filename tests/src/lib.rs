@@ -2,4 +2,8 @@
 //! suite and the benchmarks drive as a library.
 #![forbid(unsafe_code)]
 
+pub mod control_plane;
+pub mod kube_access;
 pub mod netns;
+pub mod pki;
+pub mod versions;
