@@ -393,16 +393,7 @@ mod tests {
     }
 
     fn pki() -> PkiFiles {
-        let dir = Path::new("/pki");
-        PkiFiles {
-            ca_cert: dir.join("ca.crt"),
-            serving_cert: dir.join("apiserver.crt"),
-            serving_key: dir.join("apiserver.key"),
-            service_account_key: dir.join("service-account.key"),
-            service_account_public: dir.join("service-account.pub"),
-            token_file: dir.join("tokens.csv"),
-            admin_token: dir.join("admin.token"),
-        }
+        PkiFiles::in_dir(Path::new("/pki"))
     }
 
     #[test]

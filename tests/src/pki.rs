@@ -115,6 +115,21 @@ pub struct PkiFiles {
     pub admin_token: PathBuf,
 }
 
+impl PkiFiles {
+    /// The file names [`LabPki::write_to`] uses in `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            ca_cert: dir.join("ca.crt"),
+            serving_cert: dir.join("apiserver.crt"),
+            serving_key: dir.join("apiserver.key"),
+            service_account_key: dir.join("service-account.key"),
+            service_account_public: dir.join("service-account.pub"),
+            token_file: dir.join("tokens.csv"),
+            admin_token: dir.join("admin.token"),
+        }
+    }
+}
+
 /// The user name of the lab administrator in the static token file.
 pub const ADMIN_USER: &str = "ferrolb-lab-admin";
 
@@ -174,15 +189,7 @@ impl LabPki {
     /// Writes every credential into `dir` (which must exist); keys and tokens are readable by the owner
     /// only.
     pub fn write_to(&self, dir: &Path) -> Result<PkiFiles, PkiError> {
-        let files = PkiFiles {
-            ca_cert: dir.join("ca.crt"),
-            serving_cert: dir.join("apiserver.crt"),
-            serving_key: dir.join("apiserver.key"),
-            service_account_key: dir.join("service-account.key"),
-            service_account_public: dir.join("service-account.pub"),
-            token_file: dir.join("tokens.csv"),
-            admin_token: dir.join("admin.token"),
-        };
+        let files = PkiFiles::in_dir(dir);
         write_file(&files.ca_cert, &self.ca_cert_pem, 0o644)?;
         write_file(&files.serving_cert, &self.serving_cert_pem, 0o644)?;
         write_file(&files.serving_key, &self.serving_key_pem, 0o600)?;
