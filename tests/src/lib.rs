@@ -2,6 +2,7 @@
 //! suite and the benchmarks drive as a library.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod control_plane;
 pub mod kube_access;
 pub mod netns;
