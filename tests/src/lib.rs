@@ -2,4 +2,8 @@
 //! suite and the benchmarks drive as a library.
 #![forbid(unsafe_code)]
 
+pub mod backend;
+pub mod capture;
 pub mod netns;
+pub mod routers;
+pub mod topology;
