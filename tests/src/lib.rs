@@ -2,9 +2,13 @@
 //! suite and the benchmarks drive as a library.
 #![forbid(unsafe_code)]
 
+pub mod backend;
+pub mod capture;
 pub mod cluster;
 pub mod control_plane;
 pub mod kube_access;
 pub mod netns;
 pub mod pki;
+pub mod routers;
+pub mod topology;
 pub mod versions;

@@ -626,7 +626,8 @@ pub struct SweepReport {
 
 /// Removes every namespace whose name matches `glob` (processes inside are stopped first), and the
 /// run directories (`/run/ferrolb-lab/<prefix>`, `/var/run/frr/<ns>`) of the prefixes involved.
-/// Only names starting with `flb` are ever considered, whatever the glob says.
+/// Only namespaces of runs this library created are considered, whatever the glob says: the name
+/// must start with a run prefix that has a run directory (see [`RunPrefix::claim`]).
 ///
 /// This is unconditional: sweeping `flb*` while another run is live removes that run too. Use
 /// [`sweep_stale`] to remove only runs whose owning process has exited.
@@ -660,7 +661,9 @@ fn sweep_where(
         let Some(prefix) = RunPrefix::of_name(&name) else {
             continue;
         };
-        if !glob_match(glob, &name) || !removable(&prefix) {
+        // Only runs of this library (they claim a run directory before their first namespace):
+        // other tools on the machine may use similar names.
+        if !glob_match(glob, &name) || !prefix.run_dir().exists() || !removable(&prefix) {
             continue;
         }
         NetNs::adopt(&name).delete()?;

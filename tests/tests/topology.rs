@@ -1,0 +1,230 @@
+//! The lab topology on real namespaces (run as root). Each test builds its own topology with its own
+//! run prefix, so the tests run in parallel threads; the topology's Drop removes everything even
+//! when an assertion fails.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferrolb_lab::capture::FrameKind;
+use ferrolb_lab::netns::{self, NetNs};
+use ferrolb_lab::routers::{Family, RouterKind};
+use ferrolb_lab::topology::{self, Client, Topology, TopologyOptions, plan};
+
+fn options(nodes: usize, routers: &[RouterKind]) -> TopologyOptions {
+    TopologyOptions {
+        nodes,
+        routers: routers.to_vec(),
+        backend: Some(PathBuf::from(env!("CARGO_BIN_EXE_lab-backend"))),
+        ..TopologyOptions::default()
+    }
+}
+
+fn names_with_prefix(prefix: &str) -> Vec<String> {
+    netns::list_namespaces()
+        .expect("ip netns list")
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn destroy_leaves_no_namespace_process_or_run_dir() {
+    let mut topo = Topology::up(options(2, &RouterKind::ALL)).expect("topology up");
+    let prefix = topo.prefix().to_string();
+    let mut pids: Vec<u32> = topo.routers().iter().flat_map(|r| r.pids()).collect();
+    for ns in names_with_prefix(&prefix) {
+        pids.extend(NetNs::adopt(&ns).pids().expect("pids"));
+    }
+    // BIRD x2, zebra+bfdd+bgpd, gobgpd, two backends at least.
+    assert!(pids.len() >= 8, "processes found: {pids:?}");
+    assert!(pids.iter().all(|&p| netns::pid_alive(p)));
+    let frr_runtime = PathBuf::from("/var/run/frr").join(format!("{prefix}frr"));
+    assert!(frr_runtime.exists());
+
+    topo.destroy().expect("destroy");
+    assert_eq!(names_with_prefix(&prefix), Vec::<String>::new());
+    let alive: Vec<u32> = pids.into_iter().filter(|&p| netns::pid_alive(p)).collect();
+    assert!(alive.is_empty(), "processes left: {alive:?}");
+    assert!(
+        !topo.dir().exists(),
+        "run dir left: {}",
+        topo.dir().display()
+    );
+    assert!(!frr_runtime.exists(), "FRR runtime dir left");
+}
+
+#[test]
+fn l2_client_reaches_each_node_backend_over_ipv4_and_ipv6() {
+    let topo = Topology::up(options(3, &[])).expect("topology up");
+    for node in topo.nodes() {
+        for url in [
+            format!("http://{}:8080/", node.v4),
+            format!("http://[{}]:8080/", node.v6),
+        ] {
+            let body = topo.curl(Client::L2, &url).expect("curl");
+            assert_eq!(body.trim(), node.name, "{url}");
+        }
+    }
+    // The kube-proxy stand-in: node 2 delivers TCP 80 of LoadBalancer addresses it does not own
+    // to its backend. The client routes them via node 2 (what ARP/BGP will do later).
+    let node = topo.node(2).expect("node 2");
+    let cl2 = topo.client_ns(Client::L2).expect("client");
+    for (lb, via) in [
+        ("203.0.113.7", node.v4.to_string()),
+        ("192.0.2.200", node.v4.to_string()),
+        ("2001:db8:3::7", node.v6.to_string()),
+    ] {
+        let host = if lb.contains(':') {
+            format!("[{lb}]")
+        } else {
+            lb.to_owned()
+        };
+        let prefix = if lb.contains(':') { "/128" } else { "/32" };
+        cl2.add_route(&format!("{lb}{prefix}"), &via)
+            .expect("route to LB via node 2");
+        let body = topo
+            .curl(Client::L2, &format!("http://{host}/"))
+            .expect("DNAT to backend");
+        assert_eq!(body.trim(), node.name, "{lb}");
+    }
+    let own = node.ns.ip(&["-j", "addr", "show"]).expect("addresses");
+    assert!(!own.contains("203.0.113.7") && !own.contains("192.0.2.200"));
+}
+
+#[test]
+fn routers_are_up_and_exchange_their_test_prefixes() {
+    let topo = Topology::up(options(2, &RouterKind::ALL)).expect("topology up");
+    topo.wait_routers_converged(Duration::from_secs(30))
+        .expect("routers converge");
+    for router in topo.routers() {
+        let mut routes = router.routes(Family::Ipv4).expect("ipv4 rib");
+        routes.extend(router.routes(Family::Ipv6).expect("ipv6 rib"));
+        for other in topo.routers().iter().filter(|o| o.kind() != router.kind()) {
+            let (v4, v6) = other.config().announce;
+            for prefix in [v4, v6] {
+                let route = routes
+                    .iter()
+                    .find(|r| r.prefix == prefix && r.best)
+                    .unwrap_or_else(|| panic!("{} lacks {prefix}: {routes:?}", router.kind()));
+                assert!(!route.next_hops.is_empty(), "{prefix} has a next hop");
+                assert_eq!(
+                    route.as_path.last().copied(),
+                    Some(other.config().options.asn),
+                    "{prefix} at {} originates in {}",
+                    router.kind(),
+                    other.kind()
+                );
+            }
+        }
+        let sessions = router.sessions().expect("sessions");
+        let nodes = sessions
+            .iter()
+            .filter(|s| topo.nodes().iter().any(|n| s.peer == IpAddr::from(n.v4)))
+            .count();
+        assert_eq!(nodes, 2, "{} is configured for every node", router.kind());
+        assert!(sessions.iter().any(|s| s.established));
+    }
+    // The multihop router's prefix reaches BIRD through FRR: AS path FRR then multihop router.
+    let bird = topo.router(RouterKind::Bird).expect("bird");
+    let mh_prefix = topo
+        .router(RouterKind::Multihop)
+        .expect("mh")
+        .config()
+        .announce
+        .0;
+    let via_frr = bird
+        .routes(Family::Ipv4)
+        .expect("rib")
+        .into_iter()
+        .find(|r| r.prefix == mh_prefix)
+        .expect("mh prefix at BIRD");
+    assert_eq!(via_frr.as_path, vec![64503, 64505]);
+}
+
+#[test]
+fn routed_client_and_multihop_router_reach_nodes_through_frr() {
+    let topo =
+        Topology::up(options(2, &[RouterKind::Frr, RouterKind::Multihop])).expect("topology up");
+    for node in topo.nodes() {
+        let body = topo
+            .curl(Client::Routed, &format!("http://{}:8080/", node.v4))
+            .expect("curl v4 via FRR");
+        assert_eq!(body.trim(), node.name);
+        let body = topo
+            .curl(Client::Routed, &format!("http://[{}]:8080/", node.v6))
+            .expect("curl v6 via FRR");
+        assert_eq!(body.trim(), node.name);
+    }
+    let node = topo.node(1).expect("node 1");
+    node.ns
+        .exec(&["ping", "-c1", "-W2", &plan::TRANSIT_MH_V4.to_string()])
+        .expect("node reaches the multihop router via FRR");
+    node.ns
+        .exec(&["ping", "-c1", "-W2", &plan::transit_mh_v6().to_string()])
+        .expect("node reaches the multihop router via FRR (IPv6)");
+    let trace = node
+        .ns
+        .ip(&["route", "get", &plan::TRANSIT_MH_V4.to_string()])
+        .expect("route get");
+    assert!(trace.contains("via 192.0.2.3"), "{trace}");
+}
+
+#[test]
+fn neighbour_table_and_segment_capture_show_real_arp_and_ndp() {
+    let topo = Topology::up(options(2, &[])).expect("topology up");
+    let capture = topo.capture_segment("arp").expect("capture");
+    let node = topo.node(1).expect("node 1");
+    let cl2 = topo.client_ns(Client::L2).expect("client");
+    cl2.exec(&["ping", "-c1", "-W2", &node.v4.to_string()])
+        .expect("ping v4");
+    cl2.exec(&["ping", "-c1", "-W2", &node.v6.to_string()])
+        .expect("ping v6");
+    let frames = capture.stop().expect("capture read back");
+
+    let table = topology::neighbours(cl2).expect("neighbours");
+    let entry = |ip: IpAddr| table.iter().find(|n| n.dst == ip);
+    let v4 = entry(node.v4.into()).expect("client has node 1's IPv4 neighbour entry");
+    let v6 = entry(node.v6.into()).expect("client has node 1's IPv6 neighbour entry");
+    let mac = node
+        .ns
+        .exec(&[
+            "cat",
+            &format!("/sys/class/net/{}/address", node.segment_if),
+        ])
+        .expect("node MAC");
+    assert_eq!(v4.lladdr.as_deref(), Some(mac.trim()));
+    assert_eq!(v6.lladdr.as_deref(), Some(mac.trim()));
+
+    let arp_reply = frames
+        .iter()
+        .any(|f| matches!(f.kind, FrameKind::Arp { op: 2, sender_ip, .. } if sender_ip == node.v4));
+    assert!(arp_reply, "ARP reply from node 1 captured: {frames:?}");
+    let na = frames.iter().any(|f| {
+        matches!(f.kind, FrameKind::NeighborAdvertisement { target, solicited: true, .. } if target == node.v6)
+    });
+    assert!(na, "solicited NA from node 1 captured: {frames:?}");
+}
+
+#[test]
+fn frozen_or_unplugged_node_is_unreachable_until_restored() {
+    let topo = Topology::up(options(1, &[])).expect("topology up");
+    let node = topo.node(1).expect("node 1");
+    let url = format!("http://{}:8080/", node.v4);
+    topo.curl(Client::L2, &url).expect("reachable first");
+    topo.freeze_node(1).expect("freeze");
+    assert!(
+        topo.curl(Client::L2, &format!("http://[{}]:8080/", node.v6))
+            .is_err()
+    );
+    topo.thaw_node(1).expect("thaw");
+    topo.curl(Client::L2, &url).expect("reachable after thaw");
+    topo.set_node_link(1, false).expect("link down");
+    assert!(topo.curl(Client::L2, &url).is_err());
+    topo.set_node_link(1, true).expect("link up");
+    let body = netns::wait_for("node back", Duration::from_secs(5), || {
+        topo.curl(Client::L2, &url).ok()
+    })
+    .expect("reachable after link up");
+    assert_eq!(body.trim(), node.name);
+}
