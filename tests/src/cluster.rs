@@ -282,9 +282,16 @@ pub async fn register_node(
     api.patch(&node.name, &apply_params(), &Patch::Apply(node.node()))
         .await
         .map_err(api_error("applying"))?;
-    api.patch_status(&node.name, &apply_params(), &Patch::Apply(node.status()))
-        .await
-        .map_err(api_error("applying status of"))
+    // A JSON merge patch (RFC 7386) replaces the address list whole. Server-side apply cannot write
+    // it: the API declares `status.addresses` a map keyed by `type`, so two InternalIPs (IPv4 and
+    // IPv6) are "duplicate entries" to it.
+    api.patch_status(
+        &node.name,
+        &PatchParams::default(),
+        &Patch::Merge(node.status()),
+    )
+    .await
+    .map_err(api_error("writing status of"))
 }
 
 /// Whether [`apply_manifest`] only validates (server-side dry run) or also persists.

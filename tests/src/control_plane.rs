@@ -89,7 +89,13 @@ pub enum ControlPlaneError {
         /// The end of the log.
         tail: String,
     },
-    /// A kube client could not be built.
+    /// The API server did not answer a probe in time.
+    #[error("no answer from the API server within {after:?}")]
+    NoAnswer {
+        /// The probe's timeout.
+        after: Duration,
+    },
+    /// A kube client could not be built or a request failed.
     #[error("kube client: {0}")]
     Client(#[source] kube::Error),
 }
@@ -226,7 +232,12 @@ impl ControlPlane {
 
     /// The API server URL inside the lab.
     pub fn lab_url(&self) -> String {
-        https_url(SocketAddr::new(self.config.advertise, API_SERVER_PORT))
+        https_url(self.lab_addr())
+    }
+
+    /// The API server's address inside the lab.
+    pub fn lab_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.config.advertise, API_SERVER_PORT)
     }
 
     /// The forwarder's loopback address in the root namespace.
@@ -256,8 +267,14 @@ impl ControlPlane {
     /// up`; `lab down` stops them by pid and by deleting the namespace). Returns their pids.
     pub fn detach(self) -> Vec<u32> {
         let Self {
-            etcd, api_server, ..
+            etcd,
+            api_server,
+            host_kubeconfig,
+            ..
         } = self;
+        // Its forwarder ends with this process: a kubeconfig pointing at it would only mislead.
+        // Failing to remove it leaves a stale file, nothing worse.
+        let _ = fs::remove_file(host_kubeconfig);
         std::iter::once(etcd.detach())
             .chain(api_server.map(NsProcess::detach))
             .collect()
@@ -294,6 +311,30 @@ impl ControlPlane {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Asks a running API server (started by any process) for `/readyz`, from the root namespace: a
+/// short-lived forwarder into `netns_name`, the lab CA and the admin token file.
+pub async fn probe_readyz(
+    netns_name: &str,
+    api_address: SocketAddr,
+    ca_file: &Path,
+    token_file: &Path,
+    timeout: Duration,
+) -> Result<String, ControlPlaneError> {
+    let forwarder = NamespaceForwarder::start(netns_name, api_address)?;
+    let config = KubeconfigSpec {
+        server: https_url(forwarder.local_addr()),
+        ca_file: ca_file.to_owned(),
+        token_file: token_file.to_owned(),
+    }
+    .client_config()
+    .await?;
+    let client = kube::Client::try_from(config).map_err(ControlPlaneError::Client)?;
+    match tokio::time::timeout(timeout, readyz(&client)).await {
+        Ok(answer) => answer.map_err(ControlPlaneError::Client),
+        Err(_) => Err(ControlPlaneError::NoAnswer { after: timeout }),
     }
 }
 

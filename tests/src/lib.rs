@@ -7,6 +7,7 @@ pub mod capture;
 pub mod cluster;
 pub mod control_plane;
 pub mod kube_access;
+pub mod lab;
 pub mod netns;
 pub mod pki;
 pub mod routers;
