@@ -16,7 +16,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ListParams};
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 
-static LAB: OnceCell<Mutex<Lab>> = OnceCell::const_new();
+/// The shared lab, or why it could not start (kept, so the tests after the first fail fast with the
+/// same reason instead of each building a lab again).
+static LAB: OnceCell<Result<Mutex<Lab>, String>> = OnceCell::const_new();
 
 /// The shared lab, started by the first test that needs it. Tests hold the lock while they use it, so
 /// one test's writes never surprise another.
@@ -32,7 +34,7 @@ async fn lab() -> MutexGuard<'static, Lab> {
                 ..LabOptions::default()
             })
             .await
-            .expect("lab starts (as root, with tests/build-control-plane.sh run)");
+            .map_err(|error| format!("{error}"))?;
             let timings = lab.timings();
             println!(
                 "lab {} up in {:?} (topology {:?}, control plane {:?}, CRDs and nodes {:?})",
@@ -42,10 +44,15 @@ async fn lab() -> MutexGuard<'static, Lab> {
                 timings.control_plane,
                 timings.cluster_objects
             );
-            Mutex::new(lab)
+            Ok(Mutex::new(lab))
         })
         .await;
-    lab.lock().await
+    match lab {
+        Ok(lab) => lab.lock().await,
+        Err(error) => {
+            panic!("the lab did not start (root and tests/build-control-plane.sh needed): {error}")
+        }
+    }
 }
 
 fn workspace_path(relative: &str) -> PathBuf {
