@@ -191,13 +191,7 @@ async fn status() -> anyhow::Result<()> {
     let present = netns::list_namespaces()?;
     for state in &states {
         let prefix = RunPrefix::parse(&state.prefix)?;
-        let owner = match lab::run_owner(&prefix) {
-            Some(0) => "left up by `lab up`".to_owned(),
-            Some(pid) if netns::pid_alive(pid) => format!("owned by running pid {pid}"),
-            Some(pid) => format!("abandoned (owner pid {pid} is gone)"),
-            None => "no owner recorded".to_owned(),
-        };
-        println!("lab {} — {owner}", state.prefix);
+        println!("lab {} — {}", state.prefix, describe_owner(&prefix));
         let missing: Vec<&String> = state
             .namespaces
             .iter()
@@ -239,10 +233,22 @@ async fn status() -> anyhow::Result<()> {
     }
     for prefix in unreadable {
         println!(
-            "lab {prefix} — no readable state file (partial or foreign run); `lab down {prefix}` removes it"
+            "lab {prefix} — {}; no state file (partial, or a network-only run of another harness); \
+             `lab down {prefix}` removes it",
+            describe_owner(&prefix)
         );
     }
     Ok(())
+}
+
+/// Who owns a run, in words.
+fn describe_owner(prefix: &RunPrefix) -> String {
+    match lab::run_owner(prefix) {
+        Some(0) => "left up by `lab up`".to_owned(),
+        Some(pid) if netns::pid_alive(pid) => format!("owned by running pid {pid}"),
+        Some(pid) => format!("abandoned (owner pid {pid} is gone)"),
+        None => "no owner recorded".to_owned(),
+    }
 }
 
 fn down(prefixes: &[String]) -> anyhow::Result<()> {
