@@ -228,3 +228,79 @@ fn frozen_or_unplugged_node_is_unreachable_until_restored() {
     .expect("reachable after link up");
     assert_eq!(body.trim(), node.name);
 }
+
+#[test]
+fn md5_and_bfd_options_reach_the_running_routers() {
+    let mut opts = options(1, &[RouterKind::Bird, RouterKind::Frr, RouterKind::Gobgp]);
+    for r in [&mut opts.bird, &mut opts.frr, &mut opts.gobgp] {
+        r.password = Some("lab-secret".into());
+        r.bfd = true;
+    }
+    // iBGP towards the nodes on BIRD: the same AS as the nodes.
+    opts.bird.asn = opts.node_asn;
+    let topo = Topology::up(opts).expect("topology up");
+    // Sessions between routers carry neither option and still come up.
+    topo.wait_routers_converged(Duration::from_secs(30))
+        .expect("routers converge");
+    let node = topo.node(1).expect("node 1");
+    for kind in [RouterKind::Bird, RouterKind::Frr] {
+        let router = topo.router(kind).expect("router");
+        // The routers track a BFD session per node session (down until a speaker answers).
+        let bfd = netns::wait_for("BFD sessions", Duration::from_secs(10), || {
+            router
+                .bfd_sessions()
+                .ok()
+                .filter(|s| s.iter().any(|b| b.peer == IpAddr::from(node.v4)))
+        })
+        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert!(
+            bfd.iter().all(|b| !b.up),
+            "{kind}: no node runs BFD yet: {bfd:?}"
+        );
+    }
+    let bird_conf =
+        std::fs::read_to_string(topo.dir().join("bird/bird.conf")).expect("bird config");
+    assert!(bird_conf.contains("password \"lab-secret\";") && bird_conf.contains("bfd on;"));
+    assert!(bird_conf.contains("local as 64500;\n  neighbor 192.0.2.11 as 64500;"));
+    let gobgp = std::fs::read_to_string(topo.dir().join("gobgp/gobgpd.toml")).expect("gobgp");
+    assert!(gobgp.contains("auth-password = \"lab-secret\""));
+    assert!(
+        topo.router(RouterKind::Gobgp)
+            .expect("gobgp")
+            .bfd_sessions()
+            .is_err(),
+        "GoBGP has no BFD"
+    );
+}
+
+#[test]
+fn detached_lab_keeps_running_until_swept_by_prefix() {
+    let topo = Topology::up(options(1, &[RouterKind::Bird, RouterKind::Gobgp])).expect("up");
+    let mut pids: Vec<u32> = topo.routers().iter().flat_map(|r| r.pids()).collect();
+    let backend_ns = topo.node(1).expect("node 1").ns.clone();
+    pids.extend(backend_ns.pids().expect("node pids"));
+    let prefix = topo.detach().expect("detach");
+    let glob = format!("{prefix}*");
+
+    assert!(pids.iter().all(|&p| netns::pid_alive(p)), "still running");
+    let run = netns::runs()
+        .expect("runs")
+        .into_iter()
+        .find(|r| r.prefix == prefix)
+        .expect("run listed");
+    assert_eq!(run.owner, Some(netns::Owner::Detached));
+    assert!(
+        netns::sweep_stale(&glob)
+            .expect("sweep stale")
+            .namespaces
+            .is_empty(),
+        "a detached lab is not stale"
+    );
+
+    let report = netns::sweep(&glob).expect("sweep");
+    assert!(report.namespaces.len() >= 6, "{report:?}");
+    assert_eq!(names_with_prefix(prefix.as_str()), Vec::<String>::new());
+    let alive: Vec<u32> = pids.into_iter().filter(|&p| netns::pid_alive(p)).collect();
+    assert!(alive.is_empty(), "processes left: {alive:?}");
+    assert!(!prefix.run_dir().exists());
+}
