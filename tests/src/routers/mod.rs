@@ -190,6 +190,8 @@ pub struct Router {
     /// The router's files: config, log, control socket, pid files.
     dir: PathBuf,
     processes: Processes,
+    /// Left running on purpose ([`Router::detach`]): drop does not stop it.
+    detached: bool,
 }
 
 impl Router {
@@ -213,6 +215,7 @@ impl Router {
             ns,
             dir,
             processes,
+            detached: false,
         })
     }
 
@@ -287,11 +290,12 @@ impl Router {
         }
     }
 
-    /// Gives up ownership without stopping the processes (a lab left running by `lab up`).
-    pub fn detach(self) {
-        let mut this = std::mem::ManuallyDrop::new(self);
+    /// Gives up ownership without stopping the processes (a lab left running by `lab up`; deleting
+    /// the namespace stops them later).
+    pub fn detach(mut self) {
+        self.detached = true;
         if let Processes::Child(child) =
-            std::mem::replace(&mut this.processes, Processes::Daemons(Vec::new()))
+            std::mem::replace(&mut self.processes, Processes::Daemons(Vec::new()))
         {
             child.detach();
         }
@@ -308,7 +312,9 @@ impl Router {
 
 impl Drop for Router {
     fn drop(&mut self) {
-        self.stop();
+        if !self.detached {
+            self.stop();
+        }
     }
 }
 
