@@ -824,15 +824,18 @@ fn kube_proxy_ruleset(v4: Ipv4Addr, v6: Ipv6Addr) -> String {
 /// Builds a router's config: sessions with every node (both families) and with the other routers.
 fn router_config(options: &TopologyOptions, kind: RouterKind, ns: &NetNs) -> RouterConfig {
     let has = |k| options.routers.contains(&k);
+    let own = plan::router_addresses(kind);
+    let own = [IpAddr::from(own.0), IpAddr::from(own.1)];
     let mut peers = Vec::new();
     for i in 1..=options.nodes {
-        for (family, address) in [
-            ("v4", IpAddr::from(plan::node_v4(i))),
-            ("v6", plan::node_v6(i).into()),
+        for (family, address, local) in [
+            ("v4", IpAddr::from(plan::node_v4(i)), own[0]),
+            ("v6", plan::node_v6(i).into(), own[1]),
         ] {
             peers.push(Peer {
                 name: format!("node{i}_{family}"),
                 address,
+                local,
                 asn: options.node_asn,
                 role: PeerRole::Node,
                 multihop: kind == RouterKind::Multihop,
@@ -861,10 +864,11 @@ fn router_config(options: &TopologyOptions, kind: RouterKind, ns: &NetNs) -> Rou
                 (a.into(), b.into())
             }
         };
-        for (family, address) in [("v4", addresses.0), ("v6", addresses.1)] {
+        for (family, address, local) in [("v4", addresses.0, own[0]), ("v6", addresses.1, own[1])] {
             peers.push(Peer {
                 name: format!("{}_{family}", other.role()),
                 address,
+                local,
                 asn: options.router_options(other).asn,
                 role: PeerRole::Router,
                 multihop: false,

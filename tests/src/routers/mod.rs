@@ -114,6 +114,8 @@ pub struct Peer {
     /// Identifier usable as a BIRD protocol name / description (`node1_v4`, `frr_v6`).
     pub name: String,
     pub address: IpAddr,
+    /// This router's own address for the session (BIRD needs it for multihop BFD, RFC 5883).
+    pub local: IpAddr,
     pub asn: u32,
     pub role: PeerRole,
     /// The peer is not on a shared link (eBGP multihop, RFC 4271 §5.1.3 next hop via a router).
