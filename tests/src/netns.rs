@@ -635,20 +635,68 @@ pub fn sweep(glob: &str) -> Result<SweepReport, NetnsError> {
     sweep_where(glob, |_| true)
 }
 
-/// Like [`sweep`], but keeps runs that are still owned: a run's directory holds an `owner` file with
-/// the pid of the process that created it (`0` for a lab detached by `lab up`, which only an
-/// explicit [`sweep`] removes).
+/// Like [`sweep`], but removes only runs whose owning process has exited: a run's directory holds
+/// an `owner` file with the pid of the process that created it (`0` for a lab detached by `lab up`,
+/// which only an explicit [`sweep`] removes).
 pub fn sweep_stale(glob: &str) -> Result<SweepReport, NetnsError> {
     sweep_where(glob, |prefix| {
-        match fs::read_to_string(prefix.run_dir().join("owner")) {
-            Ok(text) => match text.trim().parse::<u32>() {
-                Ok(0) => false,
-                Ok(pid) => !pid_alive(pid),
-                Err(_) => true,
-            },
-            Err(_) => true,
-        }
+        // A run whose owner cannot be read is kept: it may be being claimed right now.
+        matches!(run_owner(prefix), Some(Owner::Process(pid)) if !pid_alive(pid))
     })
+}
+
+/// Who holds a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The process that created it (a test, a benchmark); the run is stale once it exits.
+    Process(u32),
+    /// Nobody: a lab left running by `lab up`, removed only by an explicit [`sweep`].
+    Detached,
+}
+
+/// A run of this library found on the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub prefix: RunPrefix,
+    /// `None` while the owner file is missing or unreadable.
+    pub owner: Option<Owner>,
+    /// Its namespaces.
+    pub namespaces: Vec<String>,
+}
+
+fn run_owner(prefix: &RunPrefix) -> Option<Owner> {
+    let text = fs::read_to_string(prefix.run_dir().join("owner")).ok()?;
+    match text.trim().parse::<u32>().ok()? {
+        0 => Some(Owner::Detached),
+        pid => Some(Owner::Process(pid)),
+    }
+}
+
+/// Every run of this library on the machine (those with a run directory), with its namespaces:
+/// what `lab status` shows and how `lab down` finds a detached lab.
+pub fn runs() -> Result<Vec<Run>, NetnsError> {
+    let namespaces = list_namespaces()?;
+    let mut runs = Vec::new();
+    let Ok(entries) = fs::read_dir(RUN_ROOT) else {
+        return Ok(runs);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(prefix) = RunPrefix::parse(&name) else {
+            continue;
+        };
+        runs.push(Run {
+            owner: run_owner(&prefix),
+            namespaces: namespaces
+                .iter()
+                .filter(|n| RunPrefix::of_name(n).as_ref() == Some(&prefix))
+                .cloned()
+                .collect(),
+            prefix,
+        });
+    }
+    runs.sort_by(|a, b| a.prefix.as_str().cmp(b.prefix.as_str()));
+    Ok(runs)
 }
 
 fn sweep_where(

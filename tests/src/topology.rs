@@ -48,6 +48,11 @@ pub mod plan {
 
     use crate::routers::RouterKind;
 
+    /// First three groups of the segment, upstream and transit IPv6 networks.
+    const SEG6: [u16; 3] = [0x2001, 0xdb8, 2];
+    const UP6: [u16; 3] = [0x2001, 0xdb8, 5];
+    const TR6: [u16; 3] = [0x2001, 0xdb8, 4];
+
     /// Prefix lengths of the segment.
     pub const SEGMENT_V4_LEN: u8 = 24;
     pub const SEGMENT_V6_LEN: u8 = 64;
@@ -78,7 +83,7 @@ pub mod plan {
 
     /// Node `i` on the segment: `2001:db8:2::11` for node 1 (same digits as IPv4).
     pub fn node_v6(i: usize) -> Ipv6Addr {
-        v6_with_digits("2001:db8:2::", 10 + i)
+        v6_with_digits(SEG6, 10 + i)
     }
 
     /// Node `i` on the management network.
@@ -88,11 +93,11 @@ pub mod plan {
 
     pub const CLIENT_L2_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
     pub fn client_l2_v6() -> Ipv6Addr {
-        v6_with_digits("2001:db8:2::", 100)
+        v6_with_digits(SEG6, 100)
     }
     pub const CLIENT_ROUTED_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
     pub fn client_routed_v6() -> Ipv6Addr {
-        v6_with_digits("2001:db8:5::", 100)
+        v6_with_digits(UP6, 100)
     }
 
     /// Last octet (and IPv6 last group digits) of a segment router: BIRD 2, FRR 3, GoBGP 4.
@@ -109,10 +114,7 @@ pub mod plan {
     pub fn router_segment(kind: RouterKind) -> Option<(Ipv4Addr, Ipv6Addr)> {
         (kind != RouterKind::Multihop).then(|| {
             let h = router_host(kind);
-            (
-                Ipv4Addr::new(192, 0, 2, h as u8),
-                v6_with_digits("2001:db8:2::", h),
-            )
+            (Ipv4Addr::new(192, 0, 2, h as u8), v6_with_digits(SEG6, h))
         })
     }
 
@@ -122,7 +124,7 @@ pub mod plan {
             let h = router_host(kind);
             (
                 Ipv4Addr::new(198, 51, 100, 64 + h as u8),
-                v6_with_digits("2001:db8:5::", h),
+                v6_with_digits(UP6, h),
             )
         })
     }
@@ -131,10 +133,10 @@ pub mod plan {
     pub const TRANSIT_FRR_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 129);
     pub const TRANSIT_MH_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 130);
     pub fn transit_frr_v6() -> Ipv6Addr {
-        v6_with_digits("2001:db8:4::", 1)
+        v6_with_digits(TR6, 1)
     }
     pub fn transit_mh_v6() -> Ipv6Addr {
-        v6_with_digits("2001:db8:4::", 2)
+        v6_with_digits(TR6, 2)
     }
 
     /// The router's own address used as router id and for router-to-router sessions.
@@ -150,25 +152,33 @@ pub mod plan {
     /// Test prefixes a router originates: a /28 of 198.51.100.192/26 and a /64 of 2001:db8:6::/48.
     pub fn router_announce(kind: RouterKind) -> (IpNet, IpNet) {
         let h = router_host(kind);
-        let v4 = IpNet::new(
-            IpAddr::V4(Ipv4Addr::new(198, 51, 100, (192 + 16 * (h - 2)) as u8)),
-            28,
-        );
-        let v6 = IpNet::new(
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 6, h as u16, 0, 0, 0, 0)),
-            64,
-        );
-        match (v4, v6) {
-            (Ok(a), Ok(b)) => (a, b),
-            // Prefix lengths are constants within range; this arm is unreachable in practice.
-            _ => (IpNet::default(), IpNet::default()),
-        }
+        (
+            IpNet::new_assert(
+                IpAddr::V4(Ipv4Addr::new(198, 51, 100, (192 + 16 * (h - 2)) as u8)),
+                28,
+            ),
+            IpNet::new_assert(
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 6, h as u16, 0, 0, 0, 0)),
+                64,
+            ),
+        )
     }
 
-    fn v6_with_digits(base: &str, digits: usize) -> Ipv6Addr {
-        format!("{base}{digits}")
-            .parse()
-            .unwrap_or(Ipv6Addr::UNSPECIFIED)
+    /// The segment networks, for routes towards them.
+    pub const SEGMENT_V4: IpNet =
+        IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0)), SEGMENT_V4_LEN);
+    pub const SEGMENT_V6: IpNet = IpNet::new_assert(
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0)),
+        SEGMENT_V6_LEN,
+    );
+
+    /// `base` with a last group that reads like the decimal `n` (node 1 is `::11` as it is `.11`).
+    fn v6_with_digits(base: [u16; 3], n: usize) -> Ipv6Addr {
+        let mut group = 0u16;
+        for (place, digit) in n.to_string().bytes().rev().enumerate() {
+            group |= u16::from(digit - b'0') << (4 * place);
+        }
+        Ipv6Addr::new(base[0], base[1], base[2], 0, 0, 0, 0, group)
     }
 }
 
@@ -416,8 +426,13 @@ impl Topology {
         };
 
         let mut configs = Vec::new();
+        // RouterKind::ALL puts FRR before the multihop router, which links to it.
+        let mut frr_ns: Option<NetNs> = None;
         for kind in RouterKind::ALL.into_iter().filter(|&k| has(k)) {
             let ns = self.create_ns(kind.role())?;
+            if kind == RouterKind::Frr {
+                frr_ns = Some(ns.clone());
+            }
             ns.sysctl("net.ipv4.ip_forward", "1")?;
             ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
             if let Some((v4, v6)) = plan::router_segment(kind) {
@@ -433,14 +448,9 @@ impl Topology {
                 ns.set_up(&inside)?;
             }
             if kind == RouterKind::Multihop {
-                let frr = self
-                    .namespaces
-                    .iter()
-                    .find(|n| n.name() == self.prefix.name("frr").unwrap_or_default())
-                    .cloned()
-                    .ok_or_else(|| TopologyError::Missing {
-                        what: "FRR namespace for the transit link".into(),
-                    })?;
+                let frr = frr_ns.clone().ok_or_else(|| TopologyError::Missing {
+                    what: "FRR namespace for the transit link".into(),
+                })?;
                 let tr = self.name("tr")?;
                 ns.add_veth(&tr, &frr, &tr)?;
                 frr.add_addr(&tr, &format!("{}/26", plan::TRANSIT_FRR_V4))?;
@@ -814,15 +824,18 @@ fn kube_proxy_ruleset(v4: Ipv4Addr, v6: Ipv6Addr) -> String {
 /// Builds a router's config: sessions with every node (both families) and with the other routers.
 fn router_config(options: &TopologyOptions, kind: RouterKind, ns: &NetNs) -> RouterConfig {
     let has = |k| options.routers.contains(&k);
+    let own = plan::router_addresses(kind);
+    let own = [IpAddr::from(own.0), IpAddr::from(own.1)];
     let mut peers = Vec::new();
     for i in 1..=options.nodes {
-        for (family, address) in [
-            ("v4", IpAddr::from(plan::node_v4(i))),
-            ("v6", plan::node_v6(i).into()),
+        for (family, address, local) in [
+            ("v4", IpAddr::from(plan::node_v4(i)), own[0]),
+            ("v6", plan::node_v6(i).into(), own[1]),
         ] {
             peers.push(Peer {
                 name: format!("node{i}_{family}"),
                 address,
+                local,
                 asn: options.node_asn,
                 role: PeerRole::Node,
                 multihop: kind == RouterKind::Multihop,
@@ -851,10 +864,11 @@ fn router_config(options: &TopologyOptions, kind: RouterKind, ns: &NetNs) -> Rou
                 (a.into(), b.into())
             }
         };
-        for (family, address) in [("v4", addresses.0), ("v6", addresses.1)] {
+        for (family, address, local) in [("v4", addresses.0, own[0]), ("v6", addresses.1, own[1])] {
             peers.push(Peer {
                 name: format!("{}_{family}", other.role()),
                 address,
+                local,
                 asn: options.router_options(other).asn,
                 role: PeerRole::Router,
                 multihop: false,
@@ -862,21 +876,10 @@ fn router_config(options: &TopologyOptions, kind: RouterKind, ns: &NetNs) -> Rou
         }
     }
     let reach = if kind == RouterKind::Multihop {
-        let seg4 = IpNet::new(
-            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0)),
-            plan::SEGMENT_V4_LEN,
-        );
-        let seg6 = IpNet::new(
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0)),
-            plan::SEGMENT_V6_LEN,
-        );
-        [
-            seg4.map(|n| (n, IpAddr::from(plan::TRANSIT_FRR_V4))),
-            seg6.map(|n| (n, IpAddr::from(plan::transit_frr_v6()))),
+        vec![
+            (plan::SEGMENT_V4, IpAddr::from(plan::TRANSIT_FRR_V4)),
+            (plan::SEGMENT_V6, IpAddr::from(plan::transit_frr_v6())),
         ]
-        .into_iter()
-        .flatten()
-        .collect()
     } else {
         Vec::new()
     };

@@ -228,3 +228,233 @@ fn frozen_or_unplugged_node_is_unreachable_until_restored() {
     .expect("reachable after link up");
     assert_eq!(body.trim(), node.name);
 }
+
+#[test]
+fn md5_and_bfd_options_reach_the_running_routers() {
+    let mut opts = options(1, &[RouterKind::Bird, RouterKind::Frr, RouterKind::Gobgp]);
+    for r in [&mut opts.bird, &mut opts.frr, &mut opts.gobgp] {
+        r.password = Some("lab-secret".into());
+        r.bfd = true;
+    }
+    // iBGP towards the nodes on BIRD: the same AS as the nodes.
+    opts.bird.asn = opts.node_asn;
+    let topo = Topology::up(opts).expect("topology up");
+    // Sessions between routers carry neither option and still come up.
+    topo.wait_routers_converged(Duration::from_secs(30))
+        .expect("routers converge");
+    let node = topo.node(1).expect("node 1");
+    for kind in [RouterKind::Bird, RouterKind::Frr] {
+        let router = topo.router(kind).expect("router");
+        // The routers track a BFD session per node session (down until a speaker answers).
+        let bfd = netns::wait_for("BFD sessions", Duration::from_secs(10), || {
+            router
+                .bfd_sessions()
+                .ok()
+                .filter(|s| s.iter().any(|b| b.peer == IpAddr::from(node.v4)))
+        })
+        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert!(
+            bfd.iter().all(|b| !b.up),
+            "{kind}: no node runs BFD yet: {bfd:?}"
+        );
+    }
+    let bird_conf =
+        std::fs::read_to_string(topo.dir().join("bird/bird.conf")).expect("bird config");
+    assert!(bird_conf.contains("password \"lab-secret\";") && bird_conf.contains("bfd on;"));
+    assert!(bird_conf.contains("local 192.0.2.2 as 64500;\n  neighbor 192.0.2.11 as 64500;"));
+    let gobgp = std::fs::read_to_string(topo.dir().join("gobgp/gobgpd.toml")).expect("gobgp");
+    assert!(gobgp.contains("auth-password = \"lab-secret\""));
+    assert!(
+        topo.router(RouterKind::Gobgp)
+            .expect("gobgp")
+            .bfd_sessions()
+            .is_err(),
+        "GoBGP has no BFD"
+    );
+}
+
+#[test]
+fn detached_lab_keeps_running_until_swept_by_prefix() {
+    let topo = Topology::up(options(1, &[RouterKind::Bird, RouterKind::Gobgp])).expect("up");
+    let mut pids: Vec<u32> = topo.routers().iter().flat_map(|r| r.pids()).collect();
+    let backend_ns = topo.node(1).expect("node 1").ns.clone();
+    pids.extend(backend_ns.pids().expect("node pids"));
+    let prefix = topo.detach().expect("detach");
+    let glob = format!("{prefix}*");
+
+    assert!(pids.iter().all(|&p| netns::pid_alive(p)), "still running");
+    let run = netns::runs()
+        .expect("runs")
+        .into_iter()
+        .find(|r| r.prefix == prefix)
+        .expect("run listed");
+    assert_eq!(run.owner, Some(netns::Owner::Detached));
+    assert!(
+        netns::sweep_stale(&glob)
+            .expect("sweep stale")
+            .namespaces
+            .is_empty(),
+        "a detached lab is not stale"
+    );
+
+    let report = netns::sweep(&glob).expect("sweep");
+    assert!(report.namespaces.len() >= 6, "{report:?}");
+    assert_eq!(names_with_prefix(prefix.as_str()), Vec::<String>::new());
+    let alive: Vec<u32> = pids.into_iter().filter(|&p| netns::pid_alive(p)).collect();
+    assert!(alive.is_empty(), "processes left: {alive:?}");
+    assert!(!prefix.run_dir().exists());
+}
+
+/// A stand-in for ferrolb's speaker on node 1: BIRD announcing one LoadBalancer address per family
+/// with a community and a large community, to every router, with TCP-MD5 and (where the router has
+/// it) BFD. It proves the routers' node sessions, the readers on learned routes and the whole BGP
+/// data path before the real speaker exists.
+fn start_stand_in_speaker(topo: &Topology, password: &str) -> netns::Daemon {
+    let node = topo.node(1).expect("node 1");
+    let mut sessions = String::new();
+    for router in topo.routers() {
+        let kind = router.kind();
+        let asn = router.config().options.asn;
+        let (v4, v6): (IpAddr, IpAddr) = match plan::router_segment(kind) {
+            Some((a, b)) => (a.into(), b.into()),
+            None => (plan::TRANSIT_MH_V4.into(), plan::transit_mh_v6().into()),
+        };
+        let hops = if kind == RouterKind::Multihop {
+            "multihop 4;"
+        } else {
+            "direct;"
+        };
+        let bfd = if kind == RouterKind::Gobgp {
+            ""
+        } else {
+            "bfd on;"
+        };
+        for (family, addr, local) in [
+            ("ipv4", v4, IpAddr::from(node.v4)),
+            ("ipv6", v6, node.v6.into()),
+        ] {
+            sessions.push_str(&format!(
+                "protocol bgp {kind}_{family} {{ local {local} as {node_asn}; neighbor {addr} as {asn}; {hops} {bfd}\n  password \"{password}\"; connect retry time 2; error wait time 1, 5;\n  {family} {{ import none; export all; }}; }}\n",
+                node_asn = plan::NODE_ASN,
+            ));
+        }
+    }
+    let conf = format!(
+        "router id {id};\nprotocol device {{ }}\n\
+         protocol static lb4 {{ ipv4; route 203.0.113.10/32 blackhole {{ bgp_community.add((64500,100)); bgp_large_community.add((64500,1,2)); }}; }}\n\
+         protocol static lb6 {{ ipv6; route 2001:db8:3::10/128 blackhole {{ bgp_community.add((64500,100)); bgp_large_community.add((64500,1,2)); }}; }}\n\
+         protocol bfd {{ interface \"*\" {{ interval 100 ms; multiplier 3; }}; multihop {{ interval 100 ms; multiplier 3; }}; }}\n{sessions}",
+        id = node.v4
+    );
+    let dir = topo.dir().join("stand-in");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("bird.conf"), conf).expect("config");
+    let arg = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    node.ns
+        .exec(&[
+            "bird",
+            "-c",
+            &arg("bird.conf"),
+            "-s",
+            &arg("bird.ctl"),
+            "-P",
+            &arg("bird.pid"),
+        ])
+        .expect("stand-in speaker starts");
+    netns::Daemon::from_pid_file(
+        "stand-in speaker",
+        &dir.join("bird.pid"),
+        Duration::from_secs(5),
+    )
+    .expect("stand-in pid")
+}
+
+#[test]
+fn every_router_peers_with_a_node_and_routes_its_loadbalancer_address() {
+    let password = "lab-secret";
+    let mut opts = options(1, &RouterKind::ALL);
+    for r in [
+        &mut opts.bird,
+        &mut opts.frr,
+        &mut opts.gobgp,
+        &mut opts.multihop,
+    ] {
+        r.password = Some(password.into());
+        r.bfd = true;
+    }
+    // BIRD shares the nodes' AS: its node sessions are iBGP, the others eBGP.
+    opts.bird.asn = opts.node_asn;
+    let topo = Topology::up(opts).expect("topology up");
+    let speaker = start_stand_in_speaker(&topo, password);
+    let node = topo.node(1).expect("node 1");
+    let (lb4, lb6): (ipnet::IpNet, ipnet::IpNet) = (
+        "203.0.113.10/32".parse().expect("net"),
+        "2001:db8:3::10/128".parse().expect("net"),
+    );
+
+    for router in topo.routers() {
+        let kind = router.kind();
+        netns::wait_for(
+            &format!("{kind} sessions with node 1"),
+            Duration::from_secs(30),
+            || {
+                let sessions = router.sessions().ok()?;
+                let up = |peer: IpAddr| sessions.iter().any(|s| s.peer == peer && s.established);
+                (up(node.v4.into()) && up(node.v6.into())).then_some(())
+            },
+        )
+        .expect("node sessions established (TCP-MD5 on both ends)");
+        for (family, lb, hop) in [
+            (Family::Ipv4, lb4, IpAddr::from(node.v4)),
+            (Family::Ipv6, lb6, IpAddr::from(node.v6)),
+        ] {
+            let route =
+                netns::wait_for(&format!("{lb} at {kind}"), Duration::from_secs(10), || {
+                    router
+                        .routes(family)
+                        .ok()?
+                        .into_iter()
+                        .find(|r| r.prefix == lb && r.best)
+                })
+                .unwrap_or_else(|e| panic!("{e}: {kind} RIB {:?}", router.routes(family)));
+            assert!(route.from_bgp, "{kind}: {route:?}");
+            if kind == RouterKind::Bird {
+                assert_eq!(route.as_path, Vec::<u32>::new(), "iBGP adds no AS");
+                assert_eq!(route.local_pref, Some(100), "iBGP carries LOCAL_PREF");
+            } else {
+                assert_eq!(route.as_path, vec![plan::NODE_ASN], "{kind}");
+            }
+            assert_eq!(route.next_hops, vec![hop], "{kind}: next hop is the node");
+            assert_eq!(route.communities, vec![(64500, 100)], "{kind}");
+            assert_eq!(route.large_communities, vec![(64500, 1, 2)], "{kind}");
+        }
+    }
+    for kind in [RouterKind::Bird, RouterKind::Frr, RouterKind::Multihop] {
+        let router = topo.router(kind).expect("router");
+        netns::wait_for(
+            &format!("{kind} BFD up with node 1"),
+            Duration::from_secs(10),
+            || {
+                let sessions = router.bfd_sessions().ok()?;
+                sessions
+                    .iter()
+                    .any(|b| b.peer == IpAddr::from(node.v4) && b.up)
+                    .then_some(())
+            },
+        )
+        .expect("BFD session up");
+    }
+
+    // The data path: routed client -> router (kernel route from BGP) -> node -> DNAT -> backend.
+    for via in [RouterKind::Frr, RouterKind::Bird] {
+        topo.route_client_via(via).expect("switch gateway");
+        for url in ["http://203.0.113.10/", "http://[2001:db8:3::10]/"] {
+            let body = netns::wait_for(&format!("{url} via {via}"), Duration::from_secs(5), || {
+                topo.curl(Client::Routed, url).ok()
+            })
+            .expect("LoadBalancer address reachable through the router");
+            assert_eq!(body.trim(), node.name);
+        }
+    }
+    speaker.stop();
+}

@@ -65,6 +65,14 @@ fn sweep_removes_namespaces_of_a_dead_run_only() {
     let live = RunPrefix::random();
     let _c1 = Cleanup(dead.clone());
     let _c2 = Cleanup(live.clone());
+    // The dead run was owned by a process that has exited since.
+    let mut exited = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let dead_pid = exited.id();
+    exited.wait().expect("wait");
+    std::fs::create_dir_all(dead.run_dir()).expect("run dir");
+    std::fs::write(dead.run_dir().join("owner"), dead_pid.to_string()).expect("owner");
     NetNs::create(&dead.name("x").expect("name")).expect("create");
     NetNs::create(&live.name("x").expect("name")).expect("create");
     live.claim().expect("claim live run");
@@ -74,6 +82,13 @@ fn sweep_removes_namespaces_of_a_dead_run_only() {
     assert!(report.namespaces.contains(&dead.name("x").expect("name")));
     let report = netns::sweep_stale(&format!("{live}*")).expect("sweep live");
     assert!(report.namespaces.is_empty(), "live run swept: {report:?}");
+    let listed = netns::runs().expect("runs");
+    let run = listed
+        .iter()
+        .find(|r| r.prefix == live)
+        .expect("live run listed");
+    assert_eq!(run.owner, Some(netns::Owner::Process(std::process::id())));
+    assert_eq!(run.namespaces, vec![live.name("x").expect("name")]);
     let names = netns::list_namespaces().expect("list");
     assert!(
         names.contains(&live.name("x").expect("name")),

@@ -49,6 +49,7 @@ pub fn render_config(config: &RouterConfig, log: &Path) -> Result<String, Router
             &[
                 ("session", peer.name.clone()),
                 ("description", format!("{:?} {}", peer.role, peer.address)),
+                ("local", peer.local.to_string()),
                 ("local_asn", config.options.asn.to_string()),
                 ("peer", peer.address.to_string()),
                 ("peer_asn", peer.asn.to_string()),
@@ -222,6 +223,19 @@ fn parse_attribute(route: &mut Route, attr: &str) -> Result<(), String> {
     let value = value.trim();
     match name.trim() {
         "Type" => route.from_bgp = value.starts_with("BGP"),
+        // The model's next hop is the BGP NEXT_HOP (RFC 4271 §5.1.3), as FRR and GoBGP report it;
+        // the `via` lines above it are the resolved gateways, which differ for multihop routes.
+        // IPv6 routes also carry the link-local next hop, which the model leaves out.
+        "BGP.next_hop" => {
+            route.next_hops = value
+                .split_whitespace()
+                .map(|h| {
+                    h.parse::<IpAddr>()
+                        .map_err(|_| format!("BGP next hop `{h}` is not an address"))
+                })
+                .filter(|h| !matches!(h, Ok(IpAddr::V6(v6)) if v6.is_unicast_link_local()))
+                .collect::<Result<_, _>>()?;
+        }
         "BGP.as_path" => {
             route.as_path = value
                 .split(|c: char| c.is_whitespace() || c == '{' || c == '}' || c == ',')
@@ -362,7 +376,7 @@ Table master4:
 \tType: BGP univ
 \tBGP.origin: IGP
 \tBGP.as_path: 64503 64505
-\tBGP.next_hop: 198.51.100.67
+\tBGP.next_hop: 198.51.100.130
 \tBGP.local_pref: 100
 \tBGP.community: (64500,1) (65535,65281)
 \tBGP.large_community: (64500, 7, 9)
@@ -370,6 +384,10 @@ Table master4:
 \tvia 198.51.100.68 on flb0001up
 \tType: BGP univ
 \tBGP.as_path: 64504 {64505, 64506}
+2001:db8:6:3::/64    unicast [frr_v6 11:23:26.128] * (100) [AS64503i]
+\tvia 2001:db8:2::3 on flb0001seg
+\tType: BGP univ
+\tBGP.next_hop: 2001:db8:2::3 fe80::874:faff:fe35:8f7b
 198.51.100.192/28    blackhole [announce4 11:20:00.000] * (200)
 \tType: static univ
 ";
@@ -377,13 +395,19 @@ Table master4:
     #[test]
     fn route_paths_carry_next_hops_path_attributes_and_best_flag() {
         let routes = parse_routes(SHOW_ROUTE).expect("parses");
-        assert_eq!(routes.len(), 3);
+        assert_eq!(routes.len(), 4);
         let best = &routes[0];
         assert_eq!(best.prefix.to_string(), "198.51.100.240/28");
         assert!(best.best && best.from_bgp);
         assert_eq!(
             best.next_hops,
-            vec!["198.51.100.67".parse::<IpAddr>().expect("ip")]
+            vec!["198.51.100.130".parse::<IpAddr>().expect("ip")],
+            "the BGP next hop, not the resolved gateway"
+        );
+        assert_eq!(
+            routes[1].next_hops,
+            vec!["198.51.100.68".parse::<IpAddr>().expect("ip")],
+            "the gateway when no BGP next hop is shown"
         );
         assert_eq!(best.as_path, vec![64503, 64505]);
         assert_eq!(best.local_pref, Some(100));
@@ -393,7 +417,12 @@ Table master4:
         assert_eq!(second.prefix, best.prefix);
         assert!(!second.best);
         assert_eq!(second.as_path, vec![64504, 64505, 64506]);
-        assert!(!routes[2].from_bgp && routes[2].best);
+        assert_eq!(
+            routes[2].next_hops,
+            vec!["2001:db8:2::3".parse::<IpAddr>().expect("ip")],
+            "link-local next hop left out"
+        );
+        assert!(!routes[3].from_bgp && routes[3].best);
     }
 
     #[test]

@@ -240,9 +240,9 @@ fn apply_attr(route: &mut Route, attr: &serde_json::Value) -> Result<(), String>
                         .and_then(number)
                 };
                 route.large_communities.push((
-                    field("global_admin")?,
-                    field("local_data1")?,
-                    field("local_data2")?,
+                    field("ASN")?,
+                    field("LocalData1")?,
+                    field("LocalData2")?,
                 ));
             }
         }
@@ -323,7 +323,7 @@ mod tests {
           {"type":2,"as_paths":[{"segment_type":2,"num":2,"asns":[64503,64505]}]},
           {"type":3,"nexthop":"198.51.100.67"},{"type":5,"value":120},
           {"type":8,"communities":[4227923969]},
-          {"type":32,"value":[{"global_admin":64500,"local_data1":7,"local_data2":9}]}]}]}"#;
+          {"type":32,"value":[{"ASN":64500,"LocalData1":7,"LocalData2":9}]}]}]}"#;
         let table: BTreeMap<String, Vec<RibPath>> = serde_json::from_str(json).expect("json");
         let routes = convert_table(table).expect("converts");
         assert_eq!(routes.len(), 1);

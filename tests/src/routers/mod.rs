@@ -114,6 +114,8 @@ pub struct Peer {
     /// Identifier usable as a BIRD protocol name / description (`node1_v4`, `frr_v6`).
     pub name: String,
     pub address: IpAddr,
+    /// This router's own address for the session (BIRD needs it for multihop BFD, RFC 5883).
+    pub local: IpAddr,
     pub asn: u32,
     pub role: PeerRole,
     /// The peer is not on a shared link (eBGP multihop, RFC 4271 §5.1.3 next hop via a router).
@@ -190,6 +192,8 @@ pub struct Router {
     /// The router's files: config, log, control socket, pid files.
     dir: PathBuf,
     processes: Processes,
+    /// Left running on purpose ([`Router::detach`]): drop does not stop it.
+    detached: bool,
 }
 
 impl Router {
@@ -213,6 +217,7 @@ impl Router {
             ns,
             dir,
             processes,
+            detached: false,
         })
     }
 
@@ -287,11 +292,12 @@ impl Router {
         }
     }
 
-    /// Gives up ownership without stopping the processes (a lab left running by `lab up`).
-    pub fn detach(self) {
-        let mut this = std::mem::ManuallyDrop::new(self);
+    /// Gives up ownership without stopping the processes (a lab left running by `lab up`; deleting
+    /// the namespace stops them later).
+    pub fn detach(mut self) {
+        self.detached = true;
         if let Processes::Child(child) =
-            std::mem::replace(&mut this.processes, Processes::Daemons(Vec::new()))
+            std::mem::replace(&mut self.processes, Processes::Daemons(Vec::new()))
         {
             child.detach();
         }
@@ -308,7 +314,9 @@ impl Router {
 
 impl Drop for Router {
     fn drop(&mut self) {
-        self.stop();
+        if !self.detached {
+            self.stop();
+        }
     }
 }
 
