@@ -556,63 +556,36 @@ pub fn down(prefix: &RunPrefix) -> Result<DownReport, LabError> {
     Ok(DownReport { stopped, swept })
 }
 
-/// The states of every run on this machine (from the run directories), and the prefixes of runs
-/// without a readable state file.
-pub fn runs() -> (Vec<LabState>, Vec<RunPrefix>) {
-    let mut states = Vec::new();
-    let mut unreadable = Vec::new();
-    let Ok(entries) = fs::read_dir(netns::RUN_ROOT) else {
-        return (states, unreadable);
-    };
-    let mut prefixes: Vec<RunPrefix> = entries
-        .flatten()
-        .filter_map(|entry| RunPrefix::parse(&entry.file_name().to_string_lossy()).ok())
-        .collect();
-    prefixes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    for prefix in prefixes {
-        match LabState::read(&prefix) {
-            Ok(state) => states.push(state),
-            Err(_) => unreadable.push(prefix),
-        }
-    }
-    (states, unreadable)
+/// A run on this machine with its lab state, if it is a whole lab (a network-only run of the
+/// topology tests has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabRun {
+    /// Prefix, owner and namespaces present.
+    pub run: netns::Run,
+    /// The state file's content, when readable.
+    pub state: Option<LabState>,
 }
 
-/// The pid recorded as the owner of a run (`0`: left up by `lab up`), if any.
-pub fn run_owner(prefix: &RunPrefix) -> Option<u32> {
-    fs::read_to_string(prefix.run_dir().join("owner"))
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-}
-
-/// Runs that `lab down` without arguments removes: those left up by `lab up` and those whose owning
-/// process is gone. A run owned by a live process (a test in progress) is not touched.
-pub fn removable_runs() -> Vec<RunPrefix> {
-    let mut prefixes: Vec<RunPrefix> = fs::read_dir(netns::RUN_ROOT)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|entry| RunPrefix::parse(&entry.file_name().to_string_lossy()).ok())
-                .collect()
+/// Every run on this machine, with its lab state where there is one.
+pub fn lab_runs() -> Result<Vec<LabRun>, LabError> {
+    Ok(netns::runs()?
+        .into_iter()
+        .map(|run| LabRun {
+            state: LabState::read(&run.prefix).ok(),
+            run,
         })
-        .unwrap_or_default();
-    // Namespaces whose run directory is already gone belong to nobody.
-    if let Ok(namespaces) = netns::list_namespaces() {
-        for name in namespaces {
-            if let Some(prefix) = RunPrefix::of_name(&name)
-                && !prefix.run_dir().exists()
-                && !prefixes.contains(&prefix)
-            {
-                prefixes.push(prefix);
-            }
-        }
+        .collect())
+}
+
+/// True for the runs `lab down` without arguments removes: left up by `lab up`, or abandoned by an
+/// owner that has exited. A run owned by a live process (a test in progress) or whose owner is not
+/// recorded yet (being claimed right now) is not touched.
+pub fn removable_by_default(run: &netns::Run) -> bool {
+    match run.owner {
+        Some(netns::Owner::Detached) => true,
+        Some(netns::Owner::Process(pid)) => !netns::pid_alive(pid),
+        None => false,
     }
-    prefixes.retain(|prefix| match run_owner(prefix) {
-        Some(0) | None => true,
-        Some(pid) => !netns::pid_alive(pid),
-    });
-    prefixes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    prefixes
 }
 
 /// The reaper child; see the module documentation.

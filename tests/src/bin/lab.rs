@@ -184,18 +184,28 @@ async fn up(nodes: usize, routers: &[String], crds: Option<PathBuf>) -> anyhow::
 }
 
 async fn status() -> anyhow::Result<()> {
-    let (states, unreadable) = lab::runs();
-    if states.is_empty() && unreadable.is_empty() {
+    let runs = lab::lab_runs()?;
+    if runs.is_empty() {
         println!("no lab runs on this machine");
     }
-    let present = netns::list_namespaces()?;
-    for state in &states {
-        let prefix = RunPrefix::parse(&state.prefix)?;
-        println!("lab {} — {}", state.prefix, describe_owner(&prefix));
+    for lab_run in runs {
+        let run = &lab_run.run;
+        let owner = describe_owner(run.owner);
+        let Some(state) = lab_run.state else {
+            println!(
+                "lab {} — {owner}; no state file (partial, or a network-only run of another \
+                 harness); {} namespaces; `lab down {}` removes it",
+                run.prefix,
+                run.namespaces.len(),
+                run.prefix
+            );
+            continue;
+        };
+        println!("lab {} — {owner}", run.prefix);
         let missing: Vec<&String> = state
             .namespaces
             .iter()
-            .filter(|name| !present.contains(name))
+            .filter(|name| !run.namespaces.contains(name))
             .collect();
         println!(
             "  namespaces   {} recorded, {} missing{}",
@@ -231,29 +241,29 @@ async fn status() -> anyhow::Result<()> {
             Err(error) => println!("  API server   {} not answering: {error}", state.api_url),
         }
     }
-    for prefix in unreadable {
-        println!(
-            "lab {prefix} — {}; no state file (partial, or a network-only run of another harness); \
-             `lab down {prefix}` removes it",
-            describe_owner(&prefix)
-        );
-    }
     Ok(())
 }
 
 /// Who owns a run, in words.
-fn describe_owner(prefix: &RunPrefix) -> String {
-    match lab::run_owner(prefix) {
-        Some(0) => "left up by `lab up`".to_owned(),
-        Some(pid) if netns::pid_alive(pid) => format!("owned by running pid {pid}"),
-        Some(pid) => format!("abandoned (owner pid {pid} is gone)"),
+fn describe_owner(owner: Option<netns::Owner>) -> String {
+    match owner {
+        Some(netns::Owner::Detached) => "left up by `lab up`".to_owned(),
+        Some(netns::Owner::Process(pid)) if netns::pid_alive(pid) => {
+            format!("owned by running pid {pid}")
+        }
+        Some(netns::Owner::Process(pid)) => format!("abandoned (owner pid {pid} is gone)"),
         None => "no owner recorded".to_owned(),
     }
 }
 
 fn down(prefixes: &[String]) -> anyhow::Result<()> {
     let targets: Vec<RunPrefix> = if prefixes.is_empty() {
-        lab::removable_runs()
+        lab::lab_runs()?
+            .into_iter()
+            .map(|lab_run| lab_run.run)
+            .filter(lab::removable_by_default)
+            .map(|run| run.prefix)
+            .collect()
     } else {
         prefixes
             .iter()
