@@ -81,6 +81,12 @@ pub enum LabError {
         /// What went wrong.
         detail: String,
     },
+    /// A part of the lab was used after `destroy` or `detach` handed it over.
+    #[error("the lab's {what} was already destroyed or detached")]
+    Gone {
+        /// Which part.
+        what: &'static str,
+    },
     /// A blocking step panicked or was cancelled.
     #[error("{step} did not complete: {detail}")]
     Join {
@@ -465,11 +471,8 @@ impl Drop for Lab {
     }
 }
 
-fn gone(what: &str) -> LabError {
-    LabError::Join {
-        step: "using the lab",
-        detail: format!("the {what} was already destroyed or detached"),
-    }
+fn gone(what: &'static str) -> LabError {
+    LabError::Gone { what }
 }
 
 /// The state right after the control plane is up.
@@ -688,6 +691,24 @@ mod tests {
             ..own
         };
         assert!(!reused.is_alive(), "same pid, different start time");
+    }
+
+    #[test]
+    fn down_without_arguments_takes_detached_and_abandoned_runs_only() {
+        let run = |owner| netns::Run {
+            prefix: RunPrefix::parse("flb0001").expect("prefix"),
+            owner,
+            namespaces: Vec::new(),
+        };
+        assert!(removable_by_default(&run(Some(netns::Owner::Detached))));
+        // Above the kernel's pid_max (2^22): never a live process.
+        assert!(removable_by_default(&run(Some(netns::Owner::Process(
+            u32::MAX
+        )))));
+        assert!(!removable_by_default(&run(Some(netns::Owner::Process(
+            std::process::id()
+        )))));
+        assert!(!removable_by_default(&run(None)), "being claimed right now");
     }
 
     #[test]
