@@ -2,4 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addresses;
+pub mod community;
 pub mod crd;
+pub mod duration;
+pub mod model;
