@@ -115,16 +115,16 @@ impl Diagnostic {
     }
 }
 
-/// `kind/name field: message`, the form `ferrolb check` prints after `file:doc`.
+/// `kind/name field: message`, the form `ferrolb check` prints after `file:doc`; warnings say so.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let level = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
+            Severity::Error => "",
+            Severity::Warning => "warning: ",
         };
         write!(
             f,
-            "{}/{} {}: {level}: {}",
+            "{}/{} {}: {level}{}",
             self.kind, self.name, self.field, self.message
         )
     }

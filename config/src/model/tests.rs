@@ -1043,5 +1043,5 @@ fn diagnostic_display_names_kind_name_and_field() {
         Reason::Invalid,
         "too short",
     );
-    assert_eq!(d.to_string(), "BGPPeer/tor spec.holdTime: error: too short");
+    assert_eq!(d.to_string(), "BGPPeer/tor spec.holdTime: too short");
 }
