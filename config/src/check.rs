@@ -45,14 +45,15 @@ impl Finding {
 /// `file:doc kind/name field: message`.
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let level = match self.severity {
-            Severity::Error => "",
-            Severity::Warning => "warning: ",
-        };
         write!(
             f,
-            "{}:{} {} {}: {level}{}",
-            self.file, self.doc, self.object, self.field, self.message
+            "{}:{} {} {}: {}{}",
+            self.file,
+            self.doc,
+            self.object,
+            self.field,
+            self.severity.message_prefix(),
+            self.message
         )
     }
 }

@@ -1,33 +1,12 @@
 //! `ferrolb check` as a user runs it: the valid examples pass, every broken fixture fails and
-//! names the field (and, for cross-object problems, the object) its first lines promise.
+//! names the field (and, for cross-object problems, the object) its header lines promise.
+
+mod fixture_files;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixtures(dir: &str) -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(dir);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("fixture directory exists")
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
-}
-
-/// The value of a `# key: value` header line of a fixture.
-fn header(path: &Path, key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(path).expect("fixture readable");
-    text.lines()
-        .take_while(|l| l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(&format!("# {key}: ")).map(str::to_owned))
-}
+use fixture_files::{examples_dir, fixture_dir, header, yaml_files};
 
 fn ferrolb_check(paths: &[&Path]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ferrolb"))
@@ -41,9 +20,27 @@ fn ferrolb_check(paths: &[&Path]) -> (bool, String) {
     )
 }
 
+/// Runs `ferrolb check` on `file` and asserts it fails with exactly one line holding `expected`.
+fn assert_fails_with_one_line(file: &Path, expected: &str) {
+    let (ok, stdout) = ferrolb_check(&[file]);
+    assert!(!ok, "{} should fail", file.display());
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{} has exactly one problem, got:\n{stdout}",
+        file.display()
+    );
+    assert!(
+        lines[0].contains(expected),
+        "{}: expected {expected:?} in:\n{stdout}",
+        file.display()
+    );
+}
+
 #[test]
 fn examples_directory_is_clean() {
-    let (ok, stdout) = ferrolb_check(&[&repo().join("deploy/examples")]);
+    let (ok, stdout) = ferrolb_check(&[&examples_dir()]);
     assert!(ok, "deploy/examples must pass ferrolb check:\n{stdout}");
     assert_eq!(stdout, "");
 }
@@ -59,14 +56,14 @@ fn examples_have_one_file_per_kind() {
         "community",
         "speakerstatus",
     ] {
-        let path = repo().join(format!("deploy/examples/{kind}.yaml"));
+        let path: PathBuf = examples_dir().join(format!("{kind}.yaml"));
         assert!(path.is_file(), "{} is missing", path.display());
     }
 }
 
 #[test]
 fn every_per_object_fixture_fails_naming_its_field() {
-    let files = fixtures("invalid-per-object");
+    let files = yaml_files(&fixture_dir("invalid-per-object"));
     assert!(
         files.len() >= 20,
         "need at least 20 per-object fixtures, have {}",
@@ -74,44 +71,18 @@ fn every_per_object_fixture_fails_naming_its_field() {
     );
     for file in files {
         let field = header(&file, "field").expect("first line is `# field: <path>`");
-        let (ok, stdout) = ferrolb_check(&[&file]);
-        assert!(!ok, "{} should fail", file.display());
-        let lines: Vec<&str> = stdout.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{} breaks exactly one rule, got:\n{stdout}",
-            file.display()
-        );
-        assert!(
-            lines[0].contains(&format!(" {field}: ")),
-            "{}: expected field {field} in:\n{stdout}",
-            file.display()
-        );
+        assert_fails_with_one_line(&file, &format!(" {field}: "));
     }
 }
 
 #[test]
 fn every_cross_object_fixture_fails_naming_object_and_field() {
-    let files = fixtures("invalid-cross-object");
+    let files = yaml_files(&fixture_dir("invalid-cross-object"));
     assert!(!files.is_empty());
     for file in files {
         let field = header(&file, "field").expect("`# field:` header");
         let object = header(&file, "kind/name").expect("`# kind/name:` header");
-        let (ok, stdout) = ferrolb_check(&[&file]);
-        assert!(!ok, "{} should fail", file.display());
-        let lines: Vec<&str> = stdout.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{} has exactly one problem, got:\n{stdout}",
-            file.display()
-        );
-        assert!(
-            lines[0].contains(&format!(" {object} {field}: ")),
-            "{}: expected {object} {field} in:\n{stdout}",
-            file.display()
-        );
+        assert_fails_with_one_line(&file, &format!(" {object} {field}: "));
     }
 }
 

@@ -3,9 +3,12 @@
 //! field its header names. (Fixtures that break an OpenAPI constraint instead, such as a minimum,
 //! are checked by the API server in the lab and by `ferrolb check`.)
 
-use std::path::PathBuf;
+mod fixture_files;
+
+use std::path::Path;
 
 use ferrolb_config::crd::all_crds;
+use fixture_files::{examples_dir, fixture_dir, header, yaml_files};
 use kube::core::cel::Validator;
 use serde_json::Value;
 
@@ -22,7 +25,7 @@ fn schema_for(kind: &str) -> Value {
     serde_json::to_value(schema).expect("schema serializes")
 }
 
-fn documents(path: &PathBuf) -> Vec<Value> {
+fn documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).expect("readable");
     serde_saphyr::from_multiple::<Value>(&text)
         .expect("valid YAML")
@@ -39,20 +42,9 @@ fn cel_errors(doc: &Value) -> Vec<String> {
     }
 }
 
-fn yaml_files(dir: PathBuf) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("directory")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn examples_break_no_cel_rule() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
-    for file in yaml_files(dir) {
+    for file in yaml_files(&examples_dir()) {
         for doc in documents(&file) {
             assert_eq!(cel_errors(&doc), Vec::<String>::new(), "{}", file.display());
         }
@@ -61,15 +53,9 @@ fn examples_break_no_cel_rule() {
 
 #[test]
 fn cel_errors_on_per_object_fixtures_are_at_the_named_field() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid-per-object");
     let mut caught_by_cel = 0;
-    for file in yaml_files(dir) {
-        let text = std::fs::read_to_string(&file).expect("readable");
-        let field = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# field: "))
-            .expect("field header");
+    for file in yaml_files(&fixture_dir("invalid-per-object")) {
+        let field = header(&file, "field").expect("field header");
         for doc in documents(&file) {
             let errors = cel_errors(&doc);
             if !errors.is_empty() {

@@ -58,6 +58,16 @@ pub enum Severity {
     Error,
 }
 
+impl Severity {
+    /// Put before a message: nothing for errors (the default), `warning: ` for warnings.
+    pub fn message_prefix(self) -> &'static str {
+        match self {
+            Severity::Error => "",
+            Severity::Warning => "warning: ",
+        }
+    }
+}
+
 /// What kind of problem, for the status condition the controller writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
@@ -118,14 +128,14 @@ impl Diagnostic {
 /// `kind/name field: message`, the form `ferrolb check` prints after `file:doc`; warnings say so.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let level = match self.severity {
-            Severity::Error => "",
-            Severity::Warning => "warning: ",
-        };
         write!(
             f,
-            "{}/{} {}: {level}{}",
-            self.kind, self.name, self.field, self.message
+            "{}/{} {}: {}{}",
+            self.kind,
+            self.name,
+            self.field,
+            self.severity.message_prefix(),
+            self.message
         )
     }
 }
