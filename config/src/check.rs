@@ -301,6 +301,7 @@ pub fn check(sources: &[Source]) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn run(text: &str) -> Report {
         check(&[Source {
@@ -420,5 +421,20 @@ spec:
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n  labels:\n    team: shop\n";
         let report = run(&format!("{ns}---\n{POOL}"));
         assert_eq!(lines(&report), Vec::<String>::new());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = run(&text);
+        }
+
+        #[test]
+        fn pool_documents_with_arbitrary_addresses_never_panic(
+            addresses in proptest::collection::vec("[0-9a-f:./ -]{0,24}", 0..4)
+        ) {
+            let list = addresses.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
+            let _ = run(&format!("apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: a\nspec:\n  addresses: [{list}]\n"));
+        }
     }
 }

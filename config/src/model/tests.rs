@@ -1045,3 +1045,32 @@ fn diagnostic_display_names_kind_name_and_field() {
     );
     assert_eq!(d.to_string(), "BGPPeer/tor spec.holdTime: too short");
 }
+
+mod invariants {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever pools are written, the snapshot's pools never share an address, and every pool
+        /// left out is reported.
+        #[test]
+        fn snapshot_pools_never_overlap(blocks in proptest::collection::vec((0u8..4, 26u8..=30), 1..8)) {
+            let pools: Vec<crd::IPAddressPool> = blocks
+                .iter()
+                .enumerate()
+                .map(|(i, (quarter, len))| {
+                    let cidr = format!("192.0.2.{}/{len}", u32::from(*quarter) * 64);
+                    pool(&format!("p{i}"), &[cidr.as_str()])
+                })
+                .collect();
+            let (config, diagnostics) = build(&Objects { pools: pools.clone(), ..Objects::default() });
+            let kept: Vec<&Pool> = config.pools.values().collect();
+            for (i, a) in kept.iter().enumerate() {
+                for b in &kept[i + 1..] {
+                    prop_assert!(!a.addresses.overlaps(&b.addresses), "{} and {}", a.name, b.name);
+                }
+            }
+            prop_assert_eq!(kept.len() + diagnostics.len(), pools.len());
+        }
+    }
+}
