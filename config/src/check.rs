@@ -83,7 +83,6 @@ struct Origin {
 #[derive(Default)]
 struct Reader {
     objects: Objects,
-    speaker_statuses: usize,
     origins: HashMap<(ObjectKind, String), Origin>,
     findings: Vec<Finding>,
 }
@@ -112,7 +111,7 @@ impl Reader {
             .unwrap_or("")
             .to_owned();
         if api_version == "v1" && kind_name == "Namespace" {
-            if let Some(ns) = self.decode(&origin, "Namespace", &name, doc) {
+            if let Some(ns) = self.decode(&origin, &format!("Namespace/{name}"), doc) {
                 self.objects.namespaces.push(ns);
             }
             return;
@@ -170,14 +169,10 @@ impl Reader {
             ObjectKind::Community => {
                 self.decode_into(&origin, &label, doc, |o, v| o.communities.push(v))
             }
-            ObjectKind::SpeakerStatus => {
-                let status: Option<crd::SpeakerStatus> =
-                    self.decode(&origin, kind.as_str(), &name, doc);
-                if status.is_some() {
-                    self.speaker_statuses += 1;
-                }
-                status.is_some()
-            }
+            // Not part of the config snapshot; decoding checks its shape.
+            ObjectKind::SpeakerStatus => self
+                .decode::<crd::SpeakerStatus>(&origin, &label, doc)
+                .is_some(),
         };
         if decoded {
             self.origins.insert((kind, name), origin);
@@ -188,8 +183,7 @@ impl Reader {
     fn decode<T: DeserializeOwned>(
         &mut self,
         origin: &Origin,
-        kind: &str,
-        name: &str,
+        label: &str,
         doc: Value,
     ) -> Option<T> {
         match serde_path_to_error::deserialize::<_, T>(doc) {
@@ -197,7 +191,7 @@ impl Reader {
             Err(err) => {
                 let field = err.path().to_string();
                 let message = format!("{field}: {}", err.inner());
-                self.finding(origin, format!("{kind}/{name}"), &field, message);
+                self.finding(origin, label.to_owned(), &field, message);
                 None
             }
         }
@@ -211,8 +205,7 @@ impl Reader {
         doc: Value,
         push: impl FnOnce(&mut Objects, T),
     ) -> bool {
-        let (kind, name) = label.split_once('/').unwrap_or((label, ""));
-        match self.decode::<T>(origin, kind, name, doc) {
+        match self.decode::<T>(origin, label, doc) {
             Some(value) => {
                 push(&mut self.objects, value);
                 true
@@ -234,9 +227,7 @@ impl Reader {
             ObjectKind::BGPPeer => o.peers.retain(named(name)),
             ObjectKind::BFDProfile => o.bfd_profiles.retain(named(name)),
             ObjectKind::Community => o.communities.retain(named(name)),
-            ObjectKind::SpeakerStatus => {
-                self.speaker_statuses = self.speaker_statuses.saturating_sub(1)
-            }
+            ObjectKind::SpeakerStatus => {}
         }
         self.origins.remove(&(kind, name.to_owned()));
     }
