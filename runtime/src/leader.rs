@@ -40,13 +40,42 @@ impl TryFrom<&LeaderElectionArgs> for LeaderConfig {
     }
 }
 
+/// Whether this candidate leads, as published by its [`LeaderElector`].
+///
+/// A plain `watch::Receiver<bool>` keeps its last value when the sender is gone, so a crashed
+/// election task would leave a stale `true` behind; this handle reads a closed channel as "not
+/// leading", because nobody renews the Lease any more.
+#[derive(Debug, Clone)]
+pub struct Leadership(watch::Receiver<bool>);
+
+impl Leadership {
+    /// Whether we lead now.
+    pub fn is_leader(&self) -> bool {
+        self.0.has_changed().is_ok() && *self.0.borrow()
+    }
+
+    /// Waits until leadership changes; `false` when the election task is gone (then
+    /// [`is_leader`](Self::is_leader) stays `false`).
+    pub async fn changed(&mut self) -> bool {
+        self.0.changed().await.is_ok()
+    }
+}
+
 /// Releasing the Lease on shutdown failed; a standby takes over when the lease expires instead.
 #[derive(Debug, thiserror::Error)]
-#[error("releasing Lease {namespace}/{name}: {source}")]
-pub struct ReleaseError {
-    pub namespace: String,
-    pub name: String,
-    pub source: kube::Error,
+pub enum ReleaseError {
+    #[error("releasing Lease {namespace}/{name}: {source}")]
+    Api {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("releasing Lease {namespace}/{name}: no answer within {after:?}")]
+    TimedOut {
+        namespace: String,
+        name: String,
+        after: Duration,
+    },
 }
 
 /// One candidate in the election.
@@ -61,8 +90,8 @@ pub struct LeaderElector {
 }
 
 impl LeaderElector {
-    /// A candidate and the receiver that tells whether it leads (initially `false`).
-    pub fn new(client: kube::Client, config: LeaderConfig) -> (Self, watch::Receiver<bool>) {
+    /// A candidate and the handle that tells whether it leads (initially not).
+    pub fn new(client: kube::Client, config: LeaderConfig) -> (Self, Leadership) {
         let (leading, is_leader) = watch::channel(false);
         let elector = Elector::new(config.identity.clone(), config.timings);
         let api = Api::namespaced(client, &config.namespace);
@@ -74,7 +103,7 @@ impl LeaderElector {
                 last_read: None,
                 leading,
             },
-            is_leader,
+            Leadership(is_leader),
         )
     }
 
@@ -83,17 +112,46 @@ impl LeaderElector {
         let mut ticks = tokio::time::interval(self.config.timings.retry_period());
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            // While we lead, the renew deadline is a timer of its own: leadership must end on
+            // time even when no round completes (the API server hangs or is gone).
+            let deadline = self.elector.deadline().filter(|_| *self.leading.borrow());
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                _ = ticks.tick() => self.step().await,
+                () = sleep_until(deadline) => self.publish(),
+                _ = ticks.tick() => self.round(deadline).await,
             }
         }
         self.leading.send_replace(false);
-        self.release().await
+        // Shutdown must not hang on an unreachable API server; past the renew deadline the
+        // standby is close to taking over by expiry anyway.
+        let after = self.config.timings.renew_deadline();
+        tokio::time::timeout(after, self.release())
+            .await
+            .unwrap_or_else(|_| {
+                Err(ReleaseError::TimedOut {
+                    namespace: self.config.namespace.clone(),
+                    name: self.config.lease_name.clone(),
+                    after,
+                })
+            })
     }
 
-    /// One read-decide-write round.
+    /// One read-decide-write round, given at most a retry period, and less when our leadership
+    /// runs out sooner, so a hanging request never keeps a stale "leading" published.
+    async fn round(&mut self, deadline: Option<Instant>) {
+        let now = Instant::now();
+        let retry = self.config.timings.retry_period();
+        let budget = deadline.map_or(retry, |deadline| {
+            retry.min(deadline.saturating_duration_since(now))
+        });
+        if tokio::time::timeout(budget, self.step()).await.is_err() {
+            tracing::warn!(lease = %self.config.lease_name, ?budget, "Lease round timed out");
+        }
+        self.publish();
+    }
+
+    /// Reads the Lease, lets the rules decide, and writes if they say so.
     async fn step(&mut self) {
         match self.api.get_opt(&self.config.lease_name).await {
             Ok(lease) => {
@@ -106,7 +164,6 @@ impl LeaderElector {
                 tracing::warn!(%error, lease = %self.config.lease_name, "reading the Lease");
             }
         }
-        self.publish();
     }
 
     async fn act(&mut self) {
@@ -142,10 +199,14 @@ impl LeaderElector {
             }
         };
         match result {
-            Ok(_) => {
+            Ok(written) => {
                 if !self.elector.is_leader(sent_at) {
                     tracing::info!(identity = %self.config.identity, lease = %self.config.lease_name, "acquired the Lease");
                 }
+                // Our own write is the newest version: a release must be guarded by it.
+                self.elector
+                    .observe(Instant::now(), Some(lease_view(&written)));
+                self.last_read = Some(written);
                 self.elector.claimed(sent_at);
             }
             // Another candidate wrote first (resourceVersion or create conflict): we lost this
@@ -187,34 +248,58 @@ impl LeaderElector {
         }
     }
 
-    /// Clears `holderIdentity` if the Lease still names us, guarded by the version we last read.
+    /// Clears `holderIdentity` if the Lease still names us, guarded by the version we last saw.
+    /// A conflict means the Lease changed since (e.g. a renewal that timed out here but was
+    /// committed): re-read it once and release again if it still names us.
     async fn release(&mut self) -> Result<(), ReleaseError> {
-        let (Some(resource_version), Some(mut lease)) =
-            (self.elector.release(), self.last_read.take())
-        else {
-            return Ok(());
+        let error = |source| ReleaseError::Api {
+            namespace: self.config.namespace.clone(),
+            name: self.config.lease_name.clone(),
+            source,
         };
-        self.elector.released();
-        lease.metadata.resource_version = Some(resource_version);
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        spec.holder_identity = None;
-        // Client-go convention: a released Lease says 1 s so any reader treats it as free.
-        spec.lease_duration_seconds = Some(1);
-        match self
-            .api
-            .replace(&self.config.lease_name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(lease = %self.config.lease_name, "released the Lease");
-                Ok(())
+        for attempt in 0..2 {
+            let (Some(resource_version), Some(mut lease)) =
+                (self.elector.release(), self.last_read.take())
+            else {
+                return Ok(());
+            };
+            lease.metadata.resource_version = Some(resource_version);
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            spec.holder_identity = None;
+            // Client-go convention: a released Lease says 1 s so any reader treats it as free.
+            spec.lease_duration_seconds = Some(1);
+            match self
+                .api
+                .replace(&self.config.lease_name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => {
+                    self.elector.released();
+                    tracing::info!(lease = %self.config.lease_name, "released the Lease");
+                    return Ok(());
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 && attempt == 0 => {
+                    let current = self
+                        .api
+                        .get_opt(&self.config.lease_name)
+                        .await
+                        .map_err(error)?;
+                    self.elector
+                        .observe(Instant::now(), current.as_ref().map(lease_view));
+                    self.last_read = current;
+                }
+                Err(source) => return Err(error(source)),
             }
-            Err(source) => Err(ReleaseError {
-                namespace: self.config.namespace.clone(),
-                name: self.config.lease_name.clone(),
-                source,
-            }),
         }
+        Ok(())
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -244,6 +329,19 @@ fn lease_view(lease: &Lease) -> LeaseView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn leadership_reads_a_gone_election_task_as_not_leading() {
+        let (sender, receiver) = watch::channel(false);
+        let mut leadership = Leadership(receiver);
+        assert!(!leadership.is_leader());
+        sender.send_replace(true);
+        assert!(leadership.changed().await);
+        assert!(leadership.is_leader());
+        drop(sender);
+        assert!(!leadership.is_leader());
+        assert!(!leadership.changed().await);
+    }
 
     #[test]
     fn lease_duration_rounds_up_to_whole_seconds() {

@@ -233,10 +233,15 @@ impl Elector {
         self.claimed_at = Some(sent_at);
     }
 
+    /// When our leadership ends unless a renewal succeeds first; `None` when we do not lead.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.claimed_at
+            .map(|sent| sent + self.timings.renew_deadline)
+    }
+
     /// Whether we lead at `now`: a write naming us succeeded less than the renew deadline ago.
     pub fn is_leader(&self, now: Instant) -> bool {
-        self.claimed_at
-            .is_some_and(|sent| now < sent + self.timings.renew_deadline)
+        self.deadline().is_some_and(|deadline| now < deadline)
     }
 
     /// The `resourceVersion` to release the Lease with when shutting down, if we hold it: only
@@ -445,6 +450,7 @@ mod tests {
         me.observe(sent, Some(lease("9", Some("a"), 0)));
         me.claimed(sent);
         // Renewals fail from here on: nothing new is claimed.
+        assert_eq!(me.deadline(), Some(sent + 10 * SECOND));
         assert!(me.is_leader(sent + 9 * SECOND));
         assert!(!me.is_leader(sent + 10 * SECOND));
     }
