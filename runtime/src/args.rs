@@ -174,6 +174,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     }
 }
 
+/// `command` with its environment fallbacks read from `env` instead of the process
+/// environment: each env-backed argument loses its env binding and gets the value from `env`, if
+/// any, as its default. Lets every binary test its flags and their fallbacks without mutating the
+/// process environment, which parallel tests would race on.
+pub fn command_with_env(command: clap::Command, env: &[(&str, &'static str)]) -> clap::Command {
+    let ids: Vec<(String, Option<String>)> = command
+        .get_arguments()
+        .map(|arg| {
+            (
+                arg.get_id().to_string(),
+                arg.get_env()
+                    .map(|name| name.to_string_lossy().into_owned()),
+            )
+        })
+        .collect();
+    ids.into_iter().fold(command, |command, (id, env_name)| {
+        let value = env_name.and_then(|name| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| *value)
+        });
+        command.mut_arg(id, |arg| {
+            let arg = arg.env(None::<&str>);
+            match value {
+                // As with a real environment variable, a value satisfies `required`.
+                Some(value) => arg.default_value(value).required(false),
+                None => arg,
+            }
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,36 +237,6 @@ mod tests {
         let matches =
             command.try_get_matches_from(std::iter::once("test").chain(args.iter().copied()))?;
         TestArgs::from_arg_matches(&matches)
-    }
-
-    /// clap reads `env` fallbacks from the process environment; to test them without touching it,
-    /// each env-backed argument gets the test's value as its default and loses its env binding.
-    fn command_with_env(command: clap::Command, env: &[(&str, &'static str)]) -> clap::Command {
-        let ids: Vec<(String, Option<String>)> = command
-            .get_arguments()
-            .map(|arg| {
-                (
-                    arg.get_id().to_string(),
-                    arg.get_env()
-                        .map(|name| name.to_string_lossy().into_owned()),
-                )
-            })
-            .collect();
-        ids.into_iter().fold(command, |command, (id, env_name)| {
-            let value = env_name.and_then(|name| {
-                env.iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| *value)
-            });
-            command.mut_arg(id, |arg| {
-                let arg = arg.env(None::<&str>);
-                match value {
-                    // As with a real environment variable, a value satisfies `required`.
-                    Some(value) => arg.default_value(value).required(false),
-                    None => arg,
-                }
-            })
-        })
     }
 
     const POD_ENV: &[(&str, &str)] = &[("POD_NAME", "ctl-0"), ("POD_NAMESPACE", "ferrolb-system")];
