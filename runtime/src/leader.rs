@@ -154,6 +154,11 @@ impl LeaderElector {
     /// Reads the Lease, lets the rules decide, and writes if they say so.
     async fn step(&mut self) {
         match self.api.get_opt(&self.config.lease_name).await {
+            // Every write is guarded by the version read; without one a replace would be
+            // unconditional, so such an answer is not acted on.
+            Ok(Some(lease)) if lease.metadata.resource_version.is_none() => {
+                tracing::warn!(lease = %self.config.lease_name, "Lease read without a resourceVersion");
+            }
             Ok(lease) => {
                 self.elector
                     .observe(Instant::now(), lease.as_ref().map(lease_view));

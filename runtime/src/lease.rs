@@ -542,4 +542,92 @@ mod tests {
         assert!(!leader.is_leader(now), "overlap at {:?}", now - start);
         assert!(now - start >= timings.lease_duration());
     }
+
+    /// A model API server: one Lease whose every write bumps the version and is refused when
+    /// the writer's version is stale, as the real one does.
+    #[derive(Debug, Default)]
+    struct Store {
+        version: u64,
+        lease: Option<LeaseView>,
+    }
+
+    impl Store {
+        fn write(&mut self, action: &Action, holder: &str) -> bool {
+            let transitions = match (action, &self.lease) {
+                (Action::Create, None) => 0,
+                (
+                    Action::Claim {
+                        resource_version,
+                        transitions,
+                        ..
+                    },
+                    Some(current),
+                ) if *resource_version == current.resource_version => *transitions,
+                _ => return false,
+            };
+            self.version += 1;
+            self.lease = Some(LeaseView {
+                resource_version: self.version.to_string(),
+                holder: Some(holder.to_owned()),
+                lease_duration: Some(15 * SECOND),
+                transitions,
+            });
+            true
+        }
+    }
+
+    /// One thing that happens in the model cluster.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Time passes (a retry period, a GC pause, a partition).
+        Wait(Duration),
+        /// Candidate reads, decides and, if told to, writes. `lost_reply`: the write landed but
+        /// its answer never arrived.
+        Round { candidate: usize, lost_reply: bool },
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u64..20_000).prop_map(|ms| Step::Wait(Duration::from_millis(ms))),
+            (0usize..3, proptest::bool::weighted(0.1)).prop_map(|(candidate, lost_reply)| {
+                Step::Round {
+                    candidate,
+                    lost_reply,
+                }
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Under any interleaving of rounds, failed reads, lost replies and pauses, no two
+        /// candidates ever believe they lead at the same instant.
+        #[test]
+        fn never_two_leaders(steps in proptest::collection::vec(step(), 1..200)) {
+            let names = ["a", "b", "c"];
+            let mut electors: Vec<Elector> = names.iter().map(|n| elector(n)).collect();
+            let mut store = Store::default();
+            let mut now = Instant::now();
+            for step in steps {
+                match step {
+                    Step::Wait(gap) => now += gap,
+                    Step::Round { candidate, lost_reply } => {
+                        let me = &mut electors[candidate];
+                        me.observe(now, store.lease.clone());
+                        let action = me.decide(now);
+                        if !matches!(action, Action::Wait { .. })
+                            && store.write(&action, names[candidate])
+                            && !lost_reply
+                        {
+                            me.claimed(now);
+                        }
+                    }
+                }
+                let leaders = electors.iter().filter(|e| e.is_leader(now)).count();
+                proptest::prop_assert!(leaders <= 1, "{leaders} leaders at once");
+            }
+        }
+    }
 }
