@@ -14,8 +14,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 /// How to reach the Kubernetes API server.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KubeArgs {
-    /// Kubeconfig file. Without it the client infers its configuration: the in-cluster service
-    /// account when running in a pod, else the user's default kubeconfig.
+    /// Kubeconfig file. Without it: the pod's service account when running in a cluster, else
+    /// the user's default kubeconfig.
     #[arg(long, env = "KUBECONFIG", value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
     /// Context to use from the kubeconfig; defaults to its current context.
@@ -63,7 +63,12 @@ impl KubeArgs {
                         source,
                     })
             }
-            None => Ok(kube::Config::infer().await?),
+            // In a pod the service account is the intended identity, even if an image happens
+            // to carry a kubeconfig; outside one, fall back to the usual kubeconfig lookup.
+            None => match kube::Config::incluster() {
+                Ok(config) => Ok(config),
+                Err(_) => Ok(kube::Config::infer().await?),
+            },
         }
     }
 

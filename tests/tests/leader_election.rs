@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use ferrolb_lab::control_plane::{ControlPlane, ControlPlaneConfig};
 use ferrolb_lab::netns::{NetNs, RunPrefix, sweep};
 use ferrolb_lab::versions::ControlPlaneBinaries;
+use ferrolb_runtime::args::KubeArgs;
 use ferrolb_runtime::leader::{LeaderConfig, LeaderElector, Leadership, ReleaseError};
 use ferrolb_runtime::lease::Timings;
-use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::api::Api;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -65,8 +66,13 @@ struct Candidate {
     task: JoinHandle<Result<(), ReleaseError>>,
 }
 
-fn candidate(control_plane: &ControlPlane, lease: &str, identity: &str) -> Candidate {
-    let client = control_plane.client().expect("client");
+/// Each candidate builds its client the way the binaries do, from the `--kubeconfig` flag group.
+async fn candidate(control_plane: &ControlPlane, lease: &str, identity: &str) -> Candidate {
+    let kube = KubeArgs {
+        kubeconfig: Some(control_plane.host_kubeconfig().to_owned()),
+        context: None,
+    };
+    let client = kube.client().await.expect("client from --kubeconfig");
     let config = LeaderConfig {
         namespace: NAMESPACE.into(),
         lease_name: lease.into(),
@@ -111,21 +117,25 @@ async fn elect(a: Candidate, b: Candidate) -> (Candidate, Candidate) {
     }
 }
 
-async fn holder(control_plane: &ControlPlane, lease: &str) -> Option<String> {
+async fn read_lease(control_plane: &ControlPlane, lease: &str) -> LeaseSpec {
     let leases: Api<Lease> = Api::namespaced(control_plane.client().expect("client"), NAMESPACE);
     leases
         .get(lease)
         .await
         .expect("read Lease")
         .spec
-        .and_then(|spec| spec.holder_identity)
+        .unwrap_or_default()
+}
+
+async fn holder(control_plane: &ControlPlane, lease: &str) -> Option<String> {
+    read_lease(control_plane, lease).await.holder_identity
 }
 
 async fn two_candidates_exactly_one_leads(control_plane: &ControlPlane) {
     let lease = "one-leads";
     let (leader, standby) = elect(
-        candidate(control_plane, lease, "alpha"),
-        candidate(control_plane, lease, "beta"),
+        candidate(control_plane, lease, "alpha").await,
+        candidate(control_plane, lease, "beta").await,
     )
     .await;
     assert_eq!(
@@ -154,8 +164,8 @@ async fn two_candidates_exactly_one_leads(control_plane: &ControlPlane) {
 async fn killed_leader_is_replaced_after_the_lease_expires(control_plane: &ControlPlane) {
     let lease = "leader-killed";
     let (leader, standby) = elect(
-        candidate(control_plane, lease, "alpha"),
-        candidate(control_plane, lease, "beta"),
+        candidate(control_plane, lease, "alpha").await,
+        candidate(control_plane, lease, "beta").await,
     )
     .await;
     // A crash: the task ends without releasing anything.
@@ -181,10 +191,9 @@ async fn killed_leader_is_replaced_after_the_lease_expires(control_plane: &Contr
         takeover <= LEASE_DURATION + RETRY_PERIOD * 4,
         "took over late: {takeover:?}"
     );
-    assert_eq!(
-        holder(control_plane, lease).await,
-        Some(standby.identity.clone())
-    );
+    let taken = read_lease(control_plane, lease).await;
+    assert_eq!(taken.holder_identity, Some(standby.identity.clone()));
+    assert_eq!(taken.lease_transitions, Some(1), "one hand-over recorded");
     standby.shutdown.cancel();
     standby.task.await.expect("no panic").expect("released");
 }
@@ -192,8 +201,8 @@ async fn killed_leader_is_replaced_after_the_lease_expires(control_plane: &Contr
 async fn clean_shutdown_hands_over_at_once(control_plane: &ControlPlane) {
     let lease = "leader-shuts-down";
     let (leader, standby) = elect(
-        candidate(control_plane, lease, "alpha"),
-        candidate(control_plane, lease, "beta"),
+        candidate(control_plane, lease, "alpha").await,
+        candidate(control_plane, lease, "beta").await,
     )
     .await;
     leader.shutdown.cancel();
@@ -220,7 +229,7 @@ async fn clean_shutdown_hands_over_at_once(control_plane: &ControlPlane) {
 
 async fn leader_cut_off_from_api_server_steps_down_and_returns(control_plane: &mut ControlPlane) {
     let lease = "api-server-down";
-    let leader = candidate(control_plane, lease, "alpha");
+    let leader = candidate(control_plane, lease, "alpha").await;
     wait_until(LEASE_DURATION, "sole candidate leads", || {
         leader.leadership.is_leader()
     })
