@@ -27,10 +27,34 @@ pub struct LeaderConfig {
     pub timings: Timings,
 }
 
+/// The election flags cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaderConfigError {
+    #[error(transparent)]
+    Timing(#[from] TimingError),
+    /// An empty `holderIdentity` means "released" to every candidate, so a candidate without a
+    /// name could never be told apart from a free Lease.
+    #[error("the candidate identity (--identity / POD_NAME) is empty")]
+    EmptyIdentity,
+    #[error("the Lease name (--lease-name) is empty")]
+    EmptyLeaseName,
+    #[error("the Lease namespace (--lease-namespace / POD_NAMESPACE) is empty")]
+    EmptyNamespace,
+}
+
 impl TryFrom<&LeaderElectionArgs> for LeaderConfig {
-    type Error = TimingError;
+    type Error = LeaderConfigError;
 
     fn try_from(args: &LeaderElectionArgs) -> Result<Self, Self::Error> {
+        if args.identity.is_empty() {
+            return Err(LeaderConfigError::EmptyIdentity);
+        }
+        if args.lease_name.is_empty() {
+            return Err(LeaderConfigError::EmptyLeaseName);
+        }
+        if args.lease_namespace.is_empty() {
+            return Err(LeaderConfigError::EmptyNamespace);
+        }
         Ok(Self {
             namespace: args.lease_namespace.clone(),
             lease_name: args.lease_name.clone(),
@@ -380,19 +404,65 @@ mod tests {
         );
     }
 
+    fn election_args() -> LeaderElectionArgs {
+        LeaderElectionArgs {
+            lease_name: "ferrolb-controller".into(),
+            lease_namespace: "ferrolb-system".into(),
+            identity: "ctl-0".into(),
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn config_from_args_keeps_names_and_timings() {
+        let config = LeaderConfig::try_from(&election_args()).expect("valid");
+        assert_eq!(config.identity, "ctl-0");
+        assert_eq!(config.namespace, "ferrolb-system");
+        assert_eq!(config.lease_name, "ferrolb-controller");
+        assert_eq!(config.timings, Timings::default());
+    }
+
     #[test]
     fn config_from_args_refuses_overlapping_timings() {
         let args = LeaderElectionArgs {
-            lease_name: "l".into(),
-            lease_namespace: "ns".into(),
-            identity: "a".into(),
             lease_duration: Duration::from_secs(5),
-            renew_deadline: Duration::from_secs(10),
-            retry_period: Duration::from_secs(2),
+            ..election_args()
         };
         assert!(matches!(
             LeaderConfig::try_from(&args),
-            Err(TimingError::DeadlineNotBelowDuration { .. })
+            Err(LeaderConfigError::Timing(
+                TimingError::DeadlineNotBelowDuration { .. }
+            ))
         ));
+    }
+
+    #[test]
+    fn config_from_args_refuses_empty_names() {
+        let no_identity = LeaderElectionArgs {
+            identity: String::new(),
+            ..election_args()
+        };
+        assert_eq!(
+            LeaderConfig::try_from(&no_identity),
+            Err(LeaderConfigError::EmptyIdentity)
+        );
+        let no_lease = LeaderElectionArgs {
+            lease_name: String::new(),
+            ..election_args()
+        };
+        assert_eq!(
+            LeaderConfig::try_from(&no_lease),
+            Err(LeaderConfigError::EmptyLeaseName)
+        );
+        let no_namespace = LeaderElectionArgs {
+            lease_namespace: String::new(),
+            ..election_args()
+        };
+        assert_eq!(
+            LeaderConfig::try_from(&no_namespace),
+            Err(LeaderConfigError::EmptyNamespace)
+        );
     }
 }
