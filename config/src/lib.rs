@@ -1,2 +1,9 @@
-//! placeholder crate root; replaced by the first real module.
+//! ferrolb configuration: CRD types, their validation, and the validated config snapshot.
 #![forbid(unsafe_code)]
+
+pub mod addresses;
+pub mod check;
+pub mod community;
+pub mod crd;
+pub mod duration;
+pub mod model;
