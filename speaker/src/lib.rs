@@ -1,2 +1,4 @@
-//! placeholder crate root; replaced by the first real module.
+//! ferrolb speaker: makes LoadBalancer IPs reachable by layer 2 or BGP.
 #![forbid(unsafe_code)]
+
+pub mod bgp;
