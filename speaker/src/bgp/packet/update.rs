@@ -100,8 +100,8 @@ pub enum PathAttribute {
 /// An attribute this implementation does not interpret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawAttribute {
-    /// Flags as received (the Optional bit is always set: unknown well-known attributes are an
-    /// error).
+    /// Flags as received less Extended Length, which the encoder sets from the value length
+    /// (the Optional bit is always set: unknown well-known attributes are an error).
     pub flags: u8,
     /// Type code.
     pub type_code: u8,
@@ -337,7 +337,7 @@ impl PathAttribute {
         let flags = match self {
             PathAttribute::Unknown(raw) => {
                 value.extend_from_slice(&raw.value);
-                raw.flags
+                raw.flags & !FLAG_EXTENDED_LENGTH
             }
             known => {
                 known.encode_value(&mut value, codec)?;
@@ -347,7 +347,7 @@ impl PathAttribute {
             }
         };
         let length = value.len();
-        if flags & FLAG_EXTENDED_LENGTH != 0 || length > 255 {
+        if length > 255 {
             let length = u16::try_from(length)
                 .map_err(|_| EncodeError::AttributeTooLong { type_code, length })?;
             out.push(flags | FLAG_EXTENDED_LENGTH);
@@ -703,7 +703,7 @@ fn decode_attribute(
             ));
         }
         return Ok(PathAttribute::Unknown(RawAttribute {
-            flags,
+            flags: flags & !FLAG_EXTENDED_LENGTH,
             type_code,
             value: value.to_vec(),
         }));
