@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
+use ferrolb_speaker::bgp::fsm::{Fsm, GracefulRestartConfig, PeerAs, PeerConfig};
 use ferrolb_speaker::bgp::packet::{
     Aggregator, AsPath, AsSegment, AsSegmentKind, Capability, Codec, Community, ErrorCode, Family,
     GracefulRestart, GracefulRestartFamily, LargeCommunity, Message, MpReach, MpUnreach,
@@ -411,26 +413,24 @@ proptest! {
 #[test]
 fn netgauze_sees_our_open_capabilities() {
     use netgauze_bgp_pkt::capabilities::BgpCapability;
-    let open = Open::new(
-        4_200_000_001,
-        90,
-        Ipv4Addr::new(192, 0, 2, 1),
-        vec![
-            Capability::Multiprotocol(Family::IPV4_UNICAST),
-            Capability::Multiprotocol(Family::IPV6_UNICAST),
-            Capability::RouteRefresh,
-            Capability::FourOctetAs(4_200_000_001),
-            Capability::GracefulRestart(GracefulRestart {
-                restarting: true,
-                notification: false,
-                restart_time: 120,
-                families: vec![GracefulRestartFamily {
-                    family: Family::IPV6_UNICAST,
-                    forwarding_preserved: true,
-                }],
-            }),
-        ],
-    );
+    // The OPEN the session state machine sends, restarting under graceful restart.
+    let open = Fsm::new(PeerConfig {
+        local_as: 4_200_000_001,
+        peer_as: PeerAs::External,
+        bgp_identifier: Ipv4Addr::new(192, 0, 2, 1),
+        hold_time: 90,
+        keepalive: None,
+        connect_retry: Duration::from_secs(1),
+        connect_retry_max: Duration::from_secs(30),
+        passive: false,
+        families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+        graceful_restart: Some(GracefulRestartConfig {
+            restart_time: 120,
+            restarted: true,
+        }),
+        jitter_seed: 1,
+    })
+    .local_open();
     let NgMessage::Open(theirs) = netgauze_parse(&Message::Open(open).encode(FOUR).unwrap()) else {
         panic!("not an OPEN")
     };

@@ -7,4 +7,5 @@
 //!
 //! Sockets, timers and TCP-MD5 belong to a thin driver that feeds these cores.
 
+pub mod fsm;
 pub mod packet;
