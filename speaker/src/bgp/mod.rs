@@ -9,3 +9,4 @@
 
 pub mod fsm;
 pub mod packet;
+pub mod rib_out;

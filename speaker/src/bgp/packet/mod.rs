@@ -28,6 +28,7 @@ pub use open::{
     AS_TRANS, Capability, GracefulRestart, GracefulRestartFamily, Open, OptionalParameter,
 };
 pub use route_refresh::RouteRefresh;
+pub(crate) use update::WirePrefix;
 pub use update::{
     Aggregator, AsPath, AsSegment, AsSegmentKind, Community, LargeCommunity, MpReach, MpUnreach,
     Origin, PathAttribute, RawAttribute, Update,
