@@ -577,7 +577,17 @@ impl Fsm {
             self.candidate = None;
         } else if self.main.as_ref().is_some_and(|c| c.id == id) {
             self.main = None;
-            self.session_failed(now, SessionError::ConnectionClosed, actions);
+            if self.state == State::OpenSent && self.candidate.is_none() {
+                // RFC 4271 §8.2.2 OpenSent, TcpConnectionFails: "closes the BGP connection,
+                // restarts the ConnectRetryTimer, continues to listen for a connection that may
+                // be initiated by the remote BGP peer, and changes its state to Active."
+                self.failures = self.failures.saturating_add(1);
+                self.last_error = Some(SessionError::ConnectionClosed);
+                self.state = State::Active;
+                self.retry_at = (!self.config.passive).then(|| now + self.backoff());
+            } else {
+                self.session_failed(now, SessionError::ConnectionClosed, actions);
+            }
         }
     }
 

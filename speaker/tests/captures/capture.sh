@@ -172,25 +172,23 @@ start_gobgp() {
   as = 65003
   router-id = "192.0.2.2"
   port = -1
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "192.0.2.1"
-    peer-as = 65001
-  [neighbors.timers.config]
-    connect-retry = 2
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "2001:db8::1"
-    peer-as = 65001
-  [neighbors.timers.config]
-    connect-retry = 2
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
 EOF
+    local address family
+    for neighbor in 192.0.2.1/ipv4-unicast 2001:db8::1/ipv6-unicast; do
+        address=${neighbor%/*}
+        family=${neighbor#*/}
+        cat >>"$WORK/gobgp.toml" <<EOF
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "$address"
+    peer-as = 65001
+  [neighbors.timers.config]
+    connect-retry = 2
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "$family"
+EOF
+    done
     ip netns exec "$NS_PEER" setsid gobgpd -f "$WORK/gobgp.toml" --api-hosts 127.0.0.1:50051 \
         --pprof-disable >"$WORK/gobgpd.log" 2>&1 &
     PIDS+=("$!")

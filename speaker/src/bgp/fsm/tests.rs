@@ -600,6 +600,32 @@ fn closed_connection_in_established_goes_down_and_restarts() {
 }
 
 #[test]
+fn connection_closed_in_open_sent_listens_in_active_until_retry() {
+    let t0 = Instant::now();
+    let mut fsm = open_sent(config(), t0);
+    assert_eq!(fsm.handle(t0, Input::Closed { connection: C1 }), vec![]);
+    assert_eq!(fsm.state(), State::Active);
+    let actions = fsm.handle(t0, inbound(C2));
+    assert!(sends(&actions, C2, &Message::Open(fsm.local_open())));
+    assert_eq!(fsm.state(), State::OpenSent);
+}
+
+#[test]
+fn open_with_unsupported_version_is_answered_with_version_4() {
+    let t0 = Instant::now();
+    let mut fsm = open_sent(config(), t0);
+    let error = DecodeError::UnsupportedVersion { version: 5 };
+    let actions = fsm.handle(t0, Input::Malformed { connection: C1, error });
+    let expected = Notification::with_data(
+        ErrorCode::Open(OpenSubcode::UnsupportedVersionNumber),
+        vec![0, 4],
+    );
+    assert!(sends(&actions, C1, &Message::Notification(expected)));
+    assert!(closes(&actions, C1));
+    assert_eq!(fsm.state(), State::Idle);
+}
+
+#[test]
 fn route_refresh_for_a_negotiated_family_asks_for_the_routes_again() {
     let t0 = Instant::now();
     let mut fsm = established(config(), t0);
