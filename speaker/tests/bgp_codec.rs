@@ -430,6 +430,7 @@ fn netgauze_sees_our_open_capabilities() {
         }),
         jitter_seed: 1,
     })
+    .unwrap()
     .local_open();
     let NgMessage::Open(theirs) = netgauze_parse(&Message::Open(open).encode(FOUR).unwrap()) else {
         panic!("not an OPEN")

@@ -338,12 +338,54 @@ pub struct Fsm {
     last_error: Option<SessionError>,
 }
 
+/// A [`PeerConfig`] the protocol cannot carry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// RFC 4271 §4.2: "The Hold Time MUST be either zero or at least three seconds."
+    #[error("hold time {hold_time} s: must be 0 or at least 3")]
+    HoldTime {
+        /// The configured value.
+        hold_time: u16,
+    },
+    /// The backoff needs a positive first interval.
+    #[error("connect retry interval must be positive")]
+    ConnectRetry,
+    /// Nothing to advertise.
+    #[error("no address family configured")]
+    NoFamily,
+    /// RFC 4724 §3: the restart time is a 12-bit field.
+    #[error("graceful restart time {restart_time} s exceeds 4095")]
+    RestartTime {
+        /// The configured value.
+        restart_time: u16,
+    },
+}
+
 impl Fsm {
-    /// A stopped session (Idle).
-    pub fn new(config: PeerConfig) -> Self {
+    /// A stopped session (Idle), or the reason the configuration cannot be spoken.
+    pub fn new(config: PeerConfig) -> Result<Self, ConfigError> {
+        if matches!(config.hold_time, 1 | 2) {
+            return Err(ConfigError::HoldTime {
+                hold_time: config.hold_time,
+            });
+        }
+        if config.connect_retry.is_zero() {
+            return Err(ConfigError::ConnectRetry);
+        }
+        if config.families.is_empty() {
+            return Err(ConfigError::NoFamily);
+        }
+        if let Some(gr) = config
+            .graceful_restart
+            .filter(|gr| gr.restart_time > 0x0fff)
+        {
+            return Err(ConfigError::RestartTime {
+                restart_time: gr.restart_time,
+            });
+        }
         // xorshift must not start at zero.
         let jitter = Jitter(config.jitter_seed | 1);
-        Fsm {
+        Ok(Fsm {
             config,
             state: State::Idle,
             started: false,
@@ -355,7 +397,7 @@ impl Fsm {
             jitter,
             negotiated: None,
             last_error: None,
-        }
+        })
     }
 
     /// The current state.
@@ -401,7 +443,7 @@ impl Fsm {
             capabilities.push(Capability::GracefulRestart(GracefulRestart {
                 restarting: gr.restarted,
                 notification: false,
-                restart_time: gr.restart_time.min(0x0fff),
+                restart_time: gr.restart_time,
                 families: self
                     .config
                     .families

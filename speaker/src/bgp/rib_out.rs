@@ -21,8 +21,9 @@ use super::packet::{
     LargeCommunity, MAX_MESSAGE_LEN, MpReach, MpUnreach, Origin, PathAttribute, Update, WirePrefix,
 };
 
-/// RFC 4271 §5.1.5: a speaker "SHALL include [LOCAL_PREF] in all UPDATE messages that it sends
-/// to other internal peers"; this value is used when the route sets none.
+/// RFC 4271 §5.1.5: "LOCAL_PREF is a well-known attribute that SHALL be included in all UPDATE
+/// messages that a given BGP speaker sends to other internal peers"; this value is used when the
+/// route sets none.
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
 
 /// Octets of an UPDATE besides attributes and NLRI: header, Withdrawn Routes Length, Total Path
@@ -146,8 +147,8 @@ impl AdjRibOut {
         updates
     }
 
-    /// RFC 2918 §4: on a ROUTE-REFRESH the speaker "re-advertise[s] to that peer the
-    /// Adj-RIB-Out of the <AFI, SAFI> carried in the message".
+    /// RFC 2918 §4: on a ROUTE-REFRESH the speaker shall "re-advertise to that peer the
+    /// Adj-RIB-Out of the <AFI, SAFI> carried in the message". No End-of-RIB follows.
     pub fn refresh(&self, family: Family) -> Vec<Update> {
         let routes: BTreeMap<IpNet, RouteAttributes> = self
             .sent

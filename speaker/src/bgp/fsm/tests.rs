@@ -90,7 +90,7 @@ fn sends(actions: &[Action], connection: ConnectionId, message: &Message) -> boo
 
 /// Drives a session to OpenSent over outbound connection C1.
 fn open_sent(config: PeerConfig, t0: Instant) -> Fsm {
-    let mut fsm = Fsm::new(config);
+    let mut fsm = Fsm::new(config).unwrap();
     fsm.handle(t0, Input::Start);
     fsm.handle(t0, outbound(C1));
     assert_eq!(fsm.state(), State::OpenSent);
@@ -131,7 +131,7 @@ fn secs(s: f64) -> Duration {
 #[test]
 fn manual_start_connects_and_arms_jittered_connect_retry() {
     let t0 = Instant::now();
-    let mut fsm = Fsm::new(config());
+    let mut fsm = Fsm::new(config()).unwrap();
     assert_eq!(fsm.handle(t0, Input::Start), vec![Action::Connect]);
     assert_eq!(fsm.state(), State::Connect);
     let retry = fsm.next_deadline().unwrap() - t0;
@@ -143,7 +143,8 @@ fn passive_start_waits_in_active_without_connecting() {
     let mut fsm = Fsm::new(PeerConfig {
         passive: true,
         ..config()
-    });
+    })
+    .unwrap();
     assert_eq!(fsm.handle(Instant::now(), Input::Start), vec![]);
     assert_eq!(fsm.state(), State::Active);
     assert_eq!(fsm.next_deadline(), None);
@@ -152,7 +153,7 @@ fn passive_start_waits_in_active_without_connecting() {
 #[test]
 fn outbound_connection_sends_open_and_waits_four_minutes() {
     let t0 = Instant::now();
-    let mut fsm = Fsm::new(config());
+    let mut fsm = Fsm::new(config()).unwrap();
     fsm.handle(t0, Input::Start);
     let actions = fsm.handle(t0, outbound(C1));
     assert_eq!(
@@ -172,7 +173,8 @@ fn inbound_connection_in_active_sends_open() {
     let mut fsm = Fsm::new(PeerConfig {
         passive: true,
         ..config()
-    });
+    })
+    .unwrap();
     fsm.handle(t0, Input::Start);
     let actions = fsm.handle(t0, inbound(C1));
     assert!(sends(&actions, C1, &Message::Open(fsm.local_open())));
@@ -182,7 +184,7 @@ fn inbound_connection_in_active_sends_open() {
 #[test]
 fn inbound_connection_in_connect_cancels_the_outbound_attempt() {
     let t0 = Instant::now();
-    let mut fsm = Fsm::new(config());
+    let mut fsm = Fsm::new(config()).unwrap();
     fsm.handle(t0, Input::Start);
     let actions = fsm.handle(t0, inbound(C1));
     assert_eq!(actions[0], Action::CancelConnect);
@@ -194,7 +196,8 @@ fn local_open_advertises_families_four_octet_as_route_refresh_and_graceful_resta
     let fsm = Fsm::new(PeerConfig {
         local_as: 4_200_000_001,
         ..config()
-    });
+    })
+    .unwrap();
     let open = fsm.local_open();
     assert_eq!(open.my_as, crate::bgp::packet::AS_TRANS);
     assert_eq!(open.hold_time, 90);
@@ -219,7 +222,8 @@ fn connect_retry_expiry_retries_with_doubling_capped_backoff() {
     let mut fsm = Fsm::new(PeerConfig {
         connect_retry_max: Duration::from_secs(6),
         ..config()
-    });
+    })
+    .unwrap();
     fsm.handle(t0, Input::Start);
     let mut now = t0;
     let mut intervals = Vec::new();
@@ -243,7 +247,7 @@ fn connect_retry_expiry_retries_with_doubling_capped_backoff() {
 #[test]
 fn failed_connection_waits_in_active_then_retries() {
     let t0 = Instant::now();
-    let mut fsm = Fsm::new(config());
+    let mut fsm = Fsm::new(config()).unwrap();
     fsm.handle(t0, Input::Start);
     assert_eq!(fsm.handle(t0, Input::ConnectFailed), vec![]);
     assert_eq!(fsm.state(), State::Active);
@@ -579,7 +583,7 @@ fn manual_stop_sends_cease_and_stays_idle() {
 #[test]
 fn manual_stop_in_connect_cancels_the_attempt() {
     let t0 = Instant::now();
-    let mut fsm = Fsm::new(config());
+    let mut fsm = Fsm::new(config()).unwrap();
     fsm.handle(t0, Input::Start);
     assert_eq!(
         fsm.handle(t0, Input::Stop(CeaseSubcode::PeerDeconfigured)),
@@ -615,7 +619,13 @@ fn open_with_unsupported_version_is_answered_with_version_4() {
     let t0 = Instant::now();
     let mut fsm = open_sent(config(), t0);
     let error = DecodeError::UnsupportedVersion { version: 5 };
-    let actions = fsm.handle(t0, Input::Malformed { connection: C1, error });
+    let actions = fsm.handle(
+        t0,
+        Input::Malformed {
+            connection: C1,
+            error,
+        },
+    );
     let expected = Notification::with_data(
         ErrorCode::Open(OpenSubcode::UnsupportedVersionNumber),
         vec![0, 4],
@@ -623,6 +633,46 @@ fn open_with_unsupported_version_is_answered_with_version_4() {
     assert!(sends(&actions, C1, &Message::Notification(expected)));
     assert!(closes(&actions, C1));
     assert_eq!(fsm.state(), State::Idle);
+}
+
+#[test]
+fn configuration_the_protocol_cannot_carry_is_refused() {
+    assert_eq!(
+        Fsm::new(PeerConfig {
+            hold_time: 2,
+            ..config()
+        })
+        .unwrap_err(),
+        ConfigError::HoldTime { hold_time: 2 }
+    );
+    assert_eq!(
+        Fsm::new(PeerConfig {
+            connect_retry: Duration::ZERO,
+            ..config()
+        })
+        .unwrap_err(),
+        ConfigError::ConnectRetry
+    );
+    assert_eq!(
+        Fsm::new(PeerConfig {
+            families: vec![],
+            ..config()
+        })
+        .unwrap_err(),
+        ConfigError::NoFamily
+    );
+    let gr = Some(GracefulRestartConfig {
+        restart_time: 4096,
+        restarted: false,
+    });
+    assert_eq!(
+        Fsm::new(PeerConfig {
+            graceful_restart: gr,
+            ..config()
+        })
+        .unwrap_err(),
+        ConfigError::RestartTime { restart_time: 4096 }
+    );
 }
 
 #[test]
@@ -677,7 +727,8 @@ fn passive_peer_reconnecting_during_open_confirm_keeps_the_newer_connection() {
     let mut fsm = Fsm::new(PeerConfig {
         passive: true,
         ..config()
-    });
+    })
+    .unwrap();
     fsm.handle(t0, Input::Start);
     fsm.handle(t0, inbound(C1));
     fsm.handle(
@@ -707,7 +758,7 @@ fn new_connection_while_established_is_rejected() {
 
 #[test]
 fn idle_refuses_connections() {
-    let mut fsm = Fsm::new(config());
+    let mut fsm = Fsm::new(config()).unwrap();
     assert_eq!(
         fsm.handle(Instant::now(), inbound(C1)),
         vec![Action::Close { connection: C1 }]
@@ -811,7 +862,7 @@ proptest! {
     ) {
         let t0 = Instant::now();
         let mut now = t0;
-        let mut fsm = Fsm::new(PeerConfig { passive: config_passive, ..config() });
+        let mut fsm = Fsm::new(PeerConfig { passive: config_passive, ..config() }).unwrap();
         let mut up = false;
         for (advance, input) in steps {
             now += Duration::from_secs(advance);

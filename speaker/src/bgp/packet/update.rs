@@ -127,7 +127,14 @@ pub struct AsPath {
     pub segments: Vec<AsSegment>,
 }
 
-/// One AS_PATH segment: type (1), number of ASNs (1), the ASNs (2 or 4 octets each).
+/// One AS_PATH segment (RFC 4271 §4.3 type 2; 4-octet ASNs per RFC 6793 §3).
+///
+/// ```text
+/// +-----------------+-------------------+-------------------------------+
+/// | segment type (1)| segment length (1)| segment value (2 or 4 each)   |
+/// +-----------------+-------------------+-------------------------------+
+/// ```
+/// The segment length counts ASNs, not octets.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AsSegment {
     /// Segment type.
@@ -158,7 +165,8 @@ pub struct Aggregator {
     pub address: Ipv4Addr,
 }
 
-/// An RFC 1997 community: AS (high 16 bits) and value (low 16 bits).
+/// An RFC 1997 community: a 4-octet value, by convention AS (high 16 bits) and value (low 16
+/// bits); the COMMUNITIES attribute is a sequence of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Community(pub u32);
 
@@ -169,7 +177,15 @@ impl Community {
     }
 }
 
-/// An RFC 8092 large community: `global:local1:local2`.
+/// An RFC 8092 large community (§3), 12 octets; LARGE_COMMUNITIES is a sequence of them.
+///
+/// ```text
+/// +---------------------------------------------------------------+
+/// |                      Global Administrator                     |
+/// |                       Local Data Part 1                       |
+/// |                       Local Data Part 2                       |
+/// +---------------------------------------------------------------+
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LargeCommunity {
     /// Global Administrator (an ASN).
