@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::packet::{
     Capability, CeaseSubcode, Codec, DecodeError, ErrorCode, Family, FsmSubcode, GracefulRestart,
-    GracefulRestartFamily, Message, Notification, Open, OpenSubcode, Update,
+    GracefulRestartFamily, Message, Notification, Open, OpenSubcode, PathAttribute, Update,
 };
 
 /// RFC 4271 §8.2.2 OpenSent: "sets the HoldTimer to a large value ... A HoldTimer value of 4
@@ -338,6 +338,42 @@ pub struct Fsm {
     last_error: Option<SessionError>,
 }
 
+impl PeerConfig {
+    /// Checks what the protocol cannot carry.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if matches!(self.hold_time, 1 | 2) {
+            return Err(ConfigError::HoldTime {
+                hold_time: self.hold_time,
+            });
+        }
+        if self.connect_retry.is_zero() {
+            return Err(ConfigError::ConnectRetry);
+        }
+        if self.families.is_empty() {
+            return Err(ConfigError::NoFamily);
+        }
+        if let Some(gr) = self.graceful_restart.filter(|gr| gr.restart_time > 0x0fff) {
+            return Err(ConfigError::RestartTime {
+                restart_time: gr.restart_time,
+            });
+        }
+        Ok(())
+    }
+
+    /// Everything the OPEN fixes for the session's lifetime (RFC 4271 §4.2, RFC 5492): a change
+    /// here needs a new session, anything else does not.
+    fn fixed_at_open(&self) -> (u32, PeerAs, Ipv4Addr, u16, &[Family], Option<u16>) {
+        (
+            self.local_as,
+            self.peer_as,
+            self.bgp_identifier,
+            self.hold_time,
+            &self.families,
+            self.graceful_restart.map(|gr| gr.restart_time),
+        )
+    }
+}
+
 /// A [`PeerConfig`] the protocol cannot carry.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -364,25 +400,7 @@ pub enum ConfigError {
 impl Fsm {
     /// A stopped session (Idle), or the reason the configuration cannot be spoken.
     pub fn new(config: PeerConfig) -> Result<Self, ConfigError> {
-        if matches!(config.hold_time, 1 | 2) {
-            return Err(ConfigError::HoldTime {
-                hold_time: config.hold_time,
-            });
-        }
-        if config.connect_retry.is_zero() {
-            return Err(ConfigError::ConnectRetry);
-        }
-        if config.families.is_empty() {
-            return Err(ConfigError::NoFamily);
-        }
-        if let Some(gr) = config
-            .graceful_restart
-            .filter(|gr| gr.restart_time > 0x0fff)
-        {
-            return Err(ConfigError::RestartTime {
-                restart_time: gr.restart_time,
-            });
-        }
+        config.validate()?;
         // xorshift must not start at zero.
         let jitter = Jitter(config.jitter_seed | 1);
         Ok(Fsm {
@@ -398,6 +416,36 @@ impl Fsm {
             negotiated: None,
             last_error: None,
         })
+    }
+
+    /// Applies a new configuration. A change to what the OPEN fixed ends the session with Cease /
+    /// Other Configuration Change (RFC 4486 §4) and starts a new one; other changes (timers,
+    /// passive mode, keepalive) take effect without disturbing the session, keepalive from the
+    /// next session on.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        mut config: PeerConfig,
+    ) -> Result<Vec<Action>, ConfigError> {
+        config.validate()?;
+        // Whether this process restarted is runtime state, not configuration.
+        if let (Some(new), Some(old)) = (
+            config.graceful_restart.as_mut(),
+            self.config.graceful_restart,
+        ) {
+            new.restarted = old.restarted;
+        }
+        let mut actions = Vec::new();
+        let reset = config.fixed_at_open() != self.config.fixed_at_open();
+        self.config = config;
+        if reset && self.state != State::Idle {
+            let started = self.started;
+            self.stop(CeaseSubcode::OtherConfigurationChange, &mut actions);
+            if started {
+                self.start(now, &mut actions);
+            }
+        }
+        Ok(actions)
     }
 
     /// The current state.
@@ -732,7 +780,14 @@ impl Fsm {
                 }
             }
             (State::Established, Message::Keepalive) => {}
-            (State::Established, Message::Update(update)) => {
+            (State::Established, Message::Update(mut update)) => {
+                // RFC 7606 §7.5: "If the LOCAL_PREF attribute is received from an external
+                // neighbor, it SHALL be discarded using the approach of "attribute discard"".
+                if self.negotiated.as_ref().is_some_and(|n| !n.internal) {
+                    update
+                        .attributes
+                        .retain(|a| !matches!(a, PathAttribute::LocalPref(_)));
+                }
                 actions.push(Action::UpdateReceived(update));
             }
             (State::Established, Message::RouteRefresh(refresh)) => {

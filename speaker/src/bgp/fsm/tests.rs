@@ -676,6 +676,77 @@ fn configuration_the_protocol_cannot_carry_is_refused() {
 }
 
 #[test]
+fn timer_changes_apply_without_disturbing_the_session() {
+    let t0 = Instant::now();
+    let mut fsm = established(config(), t0);
+    let calmer = PeerConfig {
+        connect_retry: Duration::from_secs(10),
+        keepalive: Some(5),
+        passive: true,
+        ..config()
+    };
+    assert_eq!(fsm.reconfigure(t0, calmer).unwrap(), vec![]);
+    assert_eq!(fsm.state(), State::Established);
+}
+
+#[test]
+fn changing_what_open_fixed_resets_with_other_configuration_change() {
+    let t0 = Instant::now();
+    let mut fsm = established(config(), t0);
+    let actions = fsm
+        .reconfigure(
+            t0,
+            PeerConfig {
+                hold_time: 30,
+                ..config()
+            },
+        )
+        .unwrap();
+    assert_eq!(notification_sent(&actions, C1), Some((6, 6)));
+    assert!(closes(&actions, C1));
+    assert!(actions.contains(&Action::Down(SessionError::Stopped(
+        CeaseSubcode::OtherConfigurationChange
+    ))));
+    assert_eq!(
+        actions.last(),
+        Some(&Action::Connect),
+        "the new session starts at once"
+    );
+    assert_eq!(fsm.local_open().hold_time, 30);
+    assert!(
+        fsm.reconfigure(
+            t0,
+            PeerConfig {
+                hold_time: 1,
+                ..config()
+            }
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn local_pref_from_an_external_peer_is_discarded() {
+    let t0 = Instant::now();
+    let mut fsm = established(config(), t0);
+    let update = Update {
+        attributes: vec![
+            PathAttribute::LocalPref(500),
+            PathAttribute::MultiExitDisc(5),
+        ],
+        ..Update::default()
+    };
+    let actions = fsm.handle(t0, received(C1, Message::Update(update)));
+    assert_eq!(
+        actions,
+        vec![Action::UpdateReceived(Update {
+            attributes: vec![PathAttribute::MultiExitDisc(5)],
+            ..Update::default()
+        })]
+    );
+}
+
+#[test]
 fn route_refresh_for_a_negotiated_family_asks_for_the_routes_again() {
     let t0 = Instant::now();
     let mut fsm = established(config(), t0);
