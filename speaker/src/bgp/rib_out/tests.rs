@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use proptest::prelude::*;
+
 use super::*;
 use crate::bgp::packet::{Message, decode};
 
@@ -390,4 +392,61 @@ fn two_octet_session_with_a_four_octet_local_as_is_refused() {
             asn: 4_200_000_001
         }))
     ));
+}
+
+/// Applies UPDATEs to a model of the peer's Adj-RIB-In, as a receiver would.
+fn apply(peer: &mut BTreeMap<IpNet, Vec<PathAttribute>>, updates: &[Update]) {
+    for update in on_the_wire(updates) {
+        for prefix in withdrawn(&update) {
+            peer.remove(&prefix);
+        }
+        let common: Vec<PathAttribute> = update
+            .attributes
+            .iter()
+            .filter(|a| !matches!(a, PathAttribute::MpReach(_) | PathAttribute::MpUnreach(_)))
+            .cloned()
+            .collect();
+        for prefix in announced(&update) {
+            peer.insert(prefix, common.clone());
+        }
+    }
+}
+
+fn communities_of(attributes: &[PathAttribute]) -> Vec<Community> {
+    attributes
+        .iter()
+        .find_map(|a| match a {
+            PathAttribute::Communities(c) => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+proptest! {
+    #[test]
+    fn peer_ends_up_with_exactly_the_desired_routes(
+        rounds in proptest::collection::vec(
+            proptest::collection::btree_map(
+                (any::<bool>(), 0u32..300).prop_map(|(v6, i)| if v6 {
+                    IpNet::V6(Ipv6Net::new(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)), 128).unwrap())
+                } else {
+                    IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0xcb00_7100 + i), 32).unwrap())
+                }),
+                (0u32..3).prop_map(|c| if c == 0 { RouteAttributes::default() } else { with_communities(&[c]) }),
+                0..200,
+            ),
+            1..5,
+        ),
+    ) {
+        let mut rib = rib(false);
+        let mut peer = BTreeMap::new();
+        for desired in rounds {
+            apply(&mut peer, &rib.sync(&desired));
+            prop_assert_eq!(peer.keys().collect::<Vec<_>>(), desired.keys().collect::<Vec<_>>());
+            for (prefix, attributes) in &desired {
+                let sent: Vec<Community> = attributes.communities.iter().copied().collect();
+                prop_assert_eq!(&communities_of(&peer[prefix]), &sent);
+            }
+        }
+    }
 }
