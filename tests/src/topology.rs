@@ -364,9 +364,14 @@ impl Topology {
         Ok(topo)
     }
 
+    /// Creates a namespace of this run. IPv6 duplicate address detection is off in every lab
+    /// namespace (the plan never assigns a duplicate): with it, link-local addresses stay tentative
+    /// for a while after a link comes up, and FRR and BIRD hold back IPv6 sessions until then.
     fn create_ns(&mut self, role: &str) -> Result<NetNs, TopologyError> {
         let ns = NetNs::create(&self.prefix.name(role)?)?;
         self.namespaces.push(ns.clone());
+        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
         Ok(ns)
     }
 
@@ -470,6 +475,14 @@ impl Topology {
             clr.add_route("default", &v4.to_string())?;
             clr.add_route("default", &v6.to_string())?;
         }
+        // FRR (the hub) starts after BIRD and GoBGP and before the multihop router, so each
+        // first connection attempt between routers finds its peer listening.
+        let start_rank = |kind: RouterKind| match kind {
+            RouterKind::Bird | RouterKind::Gobgp => 0,
+            RouterKind::Frr => 1,
+            RouterKind::Multihop => 2,
+        };
+        configs.sort_by_key(|(config, _)| start_rank(config.kind));
         for (config, ns) in configs {
             let dir = self.dir.join(config.kind.role());
             self.routers.push(Router::start(config, ns, &dir)?);
