@@ -813,6 +813,22 @@ fn validate(options: &TopologyOptions) -> Result<(), TopologyError> {
             ),
         });
     }
+    for kind in RouterKind::ALL {
+        if let Some(password) = &options.router_options(kind).password {
+            // The password is written into three config languages: keep it to characters that
+            // need no quoting in any of them. RFC 2385 keys are at most 80 bytes.
+            let plain =
+                |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '\\' | '#' | '!');
+            if password.is_empty() || password.len() > 80 || !password.chars().all(plain) {
+                return Err(TopologyError::Options {
+                    detail: format!(
+                        "{kind}.password must be 1-80 printable ASCII characters without quotes, \
+                         backslash, `#` or `!`"
+                    ),
+                });
+            }
+        }
+    }
     if options.routers.contains(&RouterKind::Multihop)
         && !options.routers.contains(&RouterKind::Frr)
     {
@@ -985,6 +1001,16 @@ mod tests {
             validate(&zero),
             Err(TopologyError::Options { .. })
         ));
+    }
+
+    #[test]
+    fn password_that_needs_quoting_is_refused_naming_the_router() {
+        let mut options = TopologyOptions::default();
+        options.frr.password = Some("has space".into());
+        let err = validate(&options).expect_err("refused");
+        assert!(err.to_string().contains("frr.password"), "{err}");
+        options.frr.password = Some("Plain-Secret_1".into());
+        assert!(validate(&options).is_ok());
     }
 
     #[test]

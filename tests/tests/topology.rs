@@ -487,3 +487,24 @@ fn no_node_kernel_answers_arp_or_ndp_for_a_loadbalancer_address() {
         "NDP for an L2 pool address answered: {answer:?}"
     );
 }
+
+#[test]
+fn failed_start_removes_everything_it_built() {
+    let prefix = netns::RunPrefix::random();
+    let mut opts = options(2, &RouterKind::ALL);
+    opts.prefix = Some(prefix.clone());
+    // AS 0 is reserved (RFC 7607): the multihop BIRD, started last, refuses its config.
+    opts.multihop.asn = 0;
+    let err = Topology::up(opts).expect_err("start fails");
+    assert!(
+        err.to_string().contains("mh"),
+        "error names the router: {err}"
+    );
+    assert_eq!(names_with_prefix(prefix.as_str()), Vec::<String>::new());
+    assert!(!prefix.run_dir().exists());
+    assert!(
+        !PathBuf::from("/var/run/frr")
+            .join(format!("{prefix}frr"))
+            .exists()
+    );
+}
