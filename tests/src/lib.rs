@@ -1,2 +1,9 @@
-//! placeholder crate root; replaced by the first real module.
+//! The ferrolb lab: network namespaces, routers and a real control plane that the end-to-end
+//! suite and the benchmarks drive as a library.
 #![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod capture;
+pub mod netns;
+pub mod routers;
+pub mod topology;
