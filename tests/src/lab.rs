@@ -592,11 +592,24 @@ pub fn removable_by_default(run: &netns::Run) -> bool {
 }
 
 /// The reaper child; see the module documentation.
+///
+/// Dropping a `Reaper` without [`Reaper::finish`] or [`Reaper::stand_down`] (a cancelled
+/// [`Lab::start`] future) deliberately leaks the pipe's write end: closing it then would make the
+/// reaper sweep while a blocking step of the cancelled start may still be creating namespaces. The
+/// kernel closes it when this process exits, and only then does the reaper act.
 #[derive(Debug)]
 struct Reaper {
     child: Child,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
     program: PathBuf,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(stdin) = self.stdin.take() {
+            std::mem::forget(stdin);
+        }
+    }
 }
 
 impl Reaper {
@@ -620,38 +633,31 @@ impl Reaper {
             .ok_or_else(|| reaper_error(std::io::Error::other("no stdin pipe")))?;
         Ok(Self {
             child,
-            stdin,
+            stdin: Some(stdin),
             program: program.to_owned(),
         })
     }
 
     /// Tells the reaper to exit without cleaning up, and reaps it.
     fn stand_down(mut self) -> Result<(), LabError> {
-        let written = writeln!(self.stdin, "{REAPER_STAND_DOWN}");
-        let Self {
-            mut child,
-            stdin,
-            program,
-        } = self;
-        drop(stdin);
-        written.map_err(|source| LabError::Reaper {
-            program: program.clone(),
+        let written = match self.stdin.take() {
+            // Dropping the pipe right after the line: the reaper reads the line, then end-of-file.
+            Some(mut stdin) => writeln!(stdin, "{REAPER_STAND_DOWN}"),
+            None => Ok(()),
+        };
+        let reaper_error = |source| LabError::Reaper {
+            program: self.program.clone(),
             source,
-        })?;
-        child
-            .wait()
-            .map(drop)
-            .map_err(|source| LabError::Reaper { program, source })
+        };
+        written.map_err(reaper_error)?;
+        self.child.wait().map(drop).map_err(reaper_error)
     }
 
     /// Closes the pipe (the reaper then sweeps what is left, normally nothing) and reaps it.
-    fn finish(self) {
-        let Self {
-            mut child, stdin, ..
-        } = self;
-        drop(stdin);
+    fn finish(mut self) {
+        drop(self.stdin.take());
         // Waiting only collects the exit status; the sweep's outcome is the reaper's to report.
-        let _ = child.wait();
+        let _ = self.child.wait();
     }
 }
 

@@ -3,7 +3,9 @@
 //! remains; a reaper removes a run whose owner is gone. Also measures a warm-cache start.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use ferrolb_lab::lab::{Lab, LabOptions, LabState};
 use ferrolb_lab::netns::{self, NetNs, RunPrefix};
@@ -131,4 +133,46 @@ fn reaper_told_to_stand_down_leaves_the_run() {
         .contains(&namespace.name().to_owned());
     netns::sweep(&format!("{prefix}*")).expect("cleanup");
     assert!(still_there, "a detached run is left alone");
+}
+
+#[test]
+fn ctrl_c_during_lab_up_removes_the_partial_lab() {
+    let prefix = RunPrefix::random();
+    let up = Command::new(LAB_BIN)
+        .args(["up", "--prefix", prefix.as_str()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, as an interactive `lab up` is the terminal's foreground group.
+        .process_group(0)
+        .spawn()
+        .expect("start lab up");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id()).expect("pid fits"));
+    netns::wait_for(
+        "the first namespace of lab up",
+        Duration::from_secs(30),
+        || {
+            let present = netns::list_namespaces().ok()?;
+            present
+                .iter()
+                .any(|name| name.starts_with(prefix.as_str()))
+                .then_some(())
+        },
+    )
+    .expect("lab up creates namespaces");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let output = up.wait_with_output().expect("lab up exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // The reaper removes the run once `lab up` is gone.
+    netns::wait_for(
+        "the reaper to remove the run",
+        Duration::from_secs(30),
+        || {
+            let present = netns::list_namespaces().ok()?;
+            let left = present.iter().any(|name| name.starts_with(prefix.as_str()));
+            (!left && !prefix.run_dir().exists()).then_some(())
+        },
+    )
+    .expect("nothing of the interrupted lab remains");
 }
