@@ -2,16 +2,16 @@
 //! status` and removed completely by `lab down` — no namespace, link, process or directory of the run
 //! remains; a reaper removes a run whose owner is gone. Also measures a warm-cache start.
 
+mod common;
+
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ferrolb_lab::lab::{Lab, LabOptions, LabState};
+use common::LAB_BIN;
+use ferrolb_lab::lab::{Lab, LabState};
 use ferrolb_lab::netns::{self, NetNs, RunPrefix};
-use ferrolb_lab::topology::TopologyOptions;
-
-const LAB_BIN: &str = env!("CARGO_BIN_EXE_lab");
 
 fn lab_command(args: &[&str]) -> String {
     let output = Command::new(LAB_BIN).args(args).output().expect("run lab");
@@ -51,16 +51,7 @@ fn leftovers(state: &LabState) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_left_up_is_reported_by_status_and_removed_completely_by_down() {
-    let lab = Lab::start(LabOptions {
-        topology: TopologyOptions {
-            backend: Some(env!("CARGO_BIN_EXE_lab-backend").into()),
-            ..TopologyOptions::default()
-        },
-        reaper: Some(LAB_BIN.into()),
-        ..LabOptions::default()
-    })
-    .await
-    .expect("lab starts");
+    let lab = Lab::start(common::lab_options()).await.expect("lab starts");
     let timings = lab.timings();
     println!(
         "warm-cache lab start: {:.1} s (topology {:.1} s, control plane {:.1} s, CRDs and nodes {:.1} s; target ≤ 30 s)",
