@@ -16,7 +16,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/versions.env"
 : "${KUBERNETES_VERSION:?missing in versions.env}" "${ETCD_VERSION:?missing in versions.env}"
 
-cache="${FERROLB_CACHE:-$HOME/.cache/ferrolb}"
+cache="${FERROLB_CACHE:-${HOME:?set HOME or FERROLB_CACHE}/.cache/ferrolb}"
 bin_dir="$cache/bin"
 mkdir -p "$bin_dir"
 
