@@ -277,6 +277,28 @@ impl Lab {
             .as_deref()
             .map(|program| Reaper::start(program, &prefix))
             .transpose()?;
+        match Self::assemble(&options, topology_options, binaries, started).await {
+            Ok(mut lab) => {
+                lab.reaper = reaper;
+                Ok(lab)
+            }
+            Err(error) => {
+                // `assemble` removed what it built; the reaper's sweep finds nothing left.
+                if let Some(reaper) = reaper {
+                    reaper.finish();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The steps of [`Lab::start`] after the reaper: on failure, everything built is removed.
+    async fn assemble(
+        options: &LabOptions,
+        topology_options: TopologyOptions,
+        binaries: ControlPlaneBinaries,
+        started: Instant,
+    ) -> Result<Self, LabError> {
         let topology = blocking("building the topology", move || {
             Topology::up(topology_options)
         })
@@ -303,7 +325,7 @@ impl Lab {
             state: initial_state(&topology, &control_plane)?,
             control_plane: Some(control_plane),
             topology: Some(topology),
-            reaper,
+            reaper: None,
             crds: Vec::new(),
             timings: LabTimings {
                 topology: topology_done,
