@@ -16,34 +16,41 @@ here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/versions.env"
 : "${KUBERNETES_VERSION:?missing in versions.env}" "${ETCD_VERSION:?missing in versions.env}"
 
-cache="${FERROLB_CACHE:-$HOME/.cache/ferrolb}"
+cache="${FERROLB_CACHE:-${HOME:?set HOME or FERROLB_CACHE}/.cache/ferrolb}"
 bin_dir="$cache/bin"
 mkdir -p "$bin_dir"
 
 log() { printf 'build-control-plane: %s\n' "$*" >&2; }
 
-command -v go >/dev/null 2>&1 || { log "Go toolchain not found (need go >= 1.25 on PATH)"; exit 1; }
-
-# One builder at a time: test.sh and lab.sh may run concurrently on a fresh machine.
+# One builder at a time: test.sh and lab.sh may run concurrently on a fresh machine; the second
+# finds the binaries cached once it gets the lock.
 exec 9>"$cache/.build.lock"
 flock 9
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/ferrolb-cp-build.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-
-# The checksum database is an integrity check on downloads; when it cannot be reached (sandboxed machines),
-# it is disabled for these throwaway modules only — the variables are exported inside this script alone.
-sumdb="$(go env GOSUMDB)"
-if [ "$sumdb" != off ]; then
-  sumdb_host="${sumdb%% *}"
-  sumdb_host="${sumdb_host%%+*}"
-  if ! curl -fsS --max-time 10 -o /dev/null "https://$sumdb_host/latest" 2>/dev/null; then
-    log "checksum database $sumdb_host unreachable: GOSUMDB=off for the throwaway build modules"
-    export GOSUMDB=off
+# Everything below is only needed when a binary is missing: a warm cache needs neither Go nor network.
+prepared=""
+prepare_build() {
+  [ -z "$prepared" ] || return 0
+  prepared=1
+  command -v go >/dev/null 2>&1 || { log "Go toolchain not found (need go >= 1.25 on PATH)"; exit 1; }
+  work="$(mktemp -d "${TMPDIR:-/tmp}/ferrolb-cp-build.XXXXXX")"
+  trap 'rm -rf "$work"' EXIT
+  # The checksum database is an integrity check on downloads; when it cannot be reached (sandboxed
+  # machines), it is disabled for these throwaway modules only — the variables are exported inside
+  # this script alone.
+  local sumdb sumdb_host
+  sumdb="$(go env GOSUMDB)"
+  if [ "$sumdb" != off ]; then
+    sumdb_host="${sumdb%% *}"
+    sumdb_host="${sumdb_host%%+*}"
+    if ! curl -fsS --max-time 10 -o /dev/null "https://$sumdb_host/latest" 2>/dev/null; then
+      log "checksum database $sumdb_host unreachable: GOSUMDB=off for the throwaway build modules"
+      export GOSUMDB=off
+    fi
   fi
-fi
-export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=mod"
-export CGO_ENABLED=0
+  export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=mod"
+  export CGO_ENABLED=0
+}
 
 # new_module DIR NAME: an empty throwaway module whose tools.go imports the main package (build tag
 # `tools` keeps it out of normal builds while `go mod tidy` still sees the import).
@@ -61,6 +68,7 @@ install_binary() { # install_binary SRC NAME-VERSION
 build_kube_apiserver() {
   local target="kube-apiserver-$KUBERNETES_VERSION"
   if [ -x "$bin_dir/$target" ]; then log "cached: $target"; return; fi
+  prepare_build
   log "building $target (cold: several minutes on 2 cores)"
   local dir="$work/kube-apiserver" started=$SECONDS
   new_module "$dir" kube-apiserver
@@ -102,6 +110,7 @@ build_kube_apiserver() {
 build_etcd() {
   local target="etcd-$ETCD_VERSION"
   if [ -x "$bin_dir/$target" ]; then log "cached: $target"; return; fi
+  prepare_build
   log "building $target"
   local dir="$work/etcd" started=$SECONDS
   new_module "$dir" etcd

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bfd;
+pub mod bgp;
 pub mod election;
 pub mod l2;
 pub mod membership;

@@ -255,10 +255,16 @@ impl Lab {
     pub async fn start(options: LabOptions) -> Result<Self, LabError> {
         let started = Instant::now();
         let binaries = ControlPlaneBinaries::locate()?;
-        blocking("sweeping stale runs", || {
+        // Housekeeping, not a precondition: a stale run may be being removed at this very moment by
+        // its own reaper (the previous test binary just exited), and the two removals then trip over
+        // each other's deletions. The new lab's names are its own either way.
+        let swept = blocking("sweeping stale runs", || {
             netns::sweep_stale(&format!("{}*", netns::PREFIX_LEAD))
         })
-        .await??;
+        .await?;
+        if let Err(error) = swept {
+            tracing::warn!(%error, "sweeping stale lab runs failed; starting the new lab anyway");
+        }
 
         let mut topology_options = options.topology.clone();
         let prefix = topology_options
@@ -271,6 +277,28 @@ impl Lab {
             .as_deref()
             .map(|program| Reaper::start(program, &prefix))
             .transpose()?;
+        match Self::assemble(&options, topology_options, binaries, started).await {
+            Ok(mut lab) => {
+                lab.reaper = reaper;
+                Ok(lab)
+            }
+            Err(error) => {
+                // `assemble` removed what it built; the reaper's sweep finds nothing left.
+                if let Some(reaper) = reaper {
+                    reaper.finish();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The steps of [`Lab::start`] after the reaper: on failure, everything built is removed.
+    async fn assemble(
+        options: &LabOptions,
+        topology_options: TopologyOptions,
+        binaries: ControlPlaneBinaries,
+        started: Instant,
+    ) -> Result<Self, LabError> {
         let topology = blocking("building the topology", move || {
             Topology::up(topology_options)
         })
@@ -297,7 +325,7 @@ impl Lab {
             state: initial_state(&topology, &control_plane)?,
             control_plane: Some(control_plane),
             topology: Some(topology),
-            reaper,
+            reaper: None,
             crds: Vec::new(),
             timings: LabTimings {
                 topology: topology_done,
@@ -592,11 +620,24 @@ pub fn removable_by_default(run: &netns::Run) -> bool {
 }
 
 /// The reaper child; see the module documentation.
+///
+/// Dropping a `Reaper` without [`Reaper::finish`] or [`Reaper::stand_down`] (a cancelled
+/// [`Lab::start`] future) deliberately leaks the pipe's write end: closing it then would make the
+/// reaper sweep while a blocking step of the cancelled start may still be creating namespaces. The
+/// kernel closes it when this process exits, and only then does the reaper act.
 #[derive(Debug)]
 struct Reaper {
     child: Child,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
     program: PathBuf,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(stdin) = self.stdin.take() {
+            std::mem::forget(stdin);
+        }
+    }
 }
 
 impl Reaper {
@@ -620,38 +661,31 @@ impl Reaper {
             .ok_or_else(|| reaper_error(std::io::Error::other("no stdin pipe")))?;
         Ok(Self {
             child,
-            stdin,
+            stdin: Some(stdin),
             program: program.to_owned(),
         })
     }
 
     /// Tells the reaper to exit without cleaning up, and reaps it.
     fn stand_down(mut self) -> Result<(), LabError> {
-        let written = writeln!(self.stdin, "{REAPER_STAND_DOWN}");
-        let Self {
-            mut child,
-            stdin,
-            program,
-        } = self;
-        drop(stdin);
-        written.map_err(|source| LabError::Reaper {
-            program: program.clone(),
+        let written = match self.stdin.take() {
+            // Dropping the pipe right after the line: the reaper reads the line, then end-of-file.
+            Some(mut stdin) => writeln!(stdin, "{REAPER_STAND_DOWN}"),
+            None => Ok(()),
+        };
+        let reaper_error = |source| LabError::Reaper {
+            program: self.program.clone(),
             source,
-        })?;
-        child
-            .wait()
-            .map(drop)
-            .map_err(|source| LabError::Reaper { program, source })
+        };
+        written.map_err(reaper_error)?;
+        self.child.wait().map(drop).map_err(reaper_error)
     }
 
     /// Closes the pipe (the reaper then sweeps what is left, normally nothing) and reaps it.
-    fn finish(self) {
-        let Self {
-            mut child, stdin, ..
-        } = self;
-        drop(stdin);
+    fn finish(mut self) {
+        drop(self.stdin.take());
         // Waiting only collects the exit status; the sweep's outcome is the reaper's to report.
-        let _ = child.wait();
+        let _ = self.child.wait();
     }
 }
 

@@ -330,7 +330,10 @@ impl NetNs {
         Ok(())
     }
 
-    /// Creates a Linux bridge (STP off, no forwarding delay so ports forward at once).
+    /// Creates a Linux bridge that behaves like a plain switch: STP off and no forwarding delay so
+    /// ports forward at once, and no multicast snooping — with snooping, a port whose host sent its
+    /// MLD report before it was attached gets no solicited-node multicast, so its first Neighbor
+    /// Solicitations go unanswered for seconds.
     pub fn add_bridge(&self, name: &str) -> Result<(), NetnsError> {
         self.ip(&[
             "link",
@@ -341,6 +344,8 @@ impl NetNs {
             "stp_state",
             "0",
             "forward_delay",
+            "0",
+            "mcast_snooping",
             "0",
         ])?;
         Ok(())

@@ -364,9 +364,14 @@ impl Topology {
         Ok(topo)
     }
 
+    /// Creates a namespace of this run. IPv6 duplicate address detection is off in every lab
+    /// namespace (the plan never assigns a duplicate): with it, link-local addresses stay tentative
+    /// for a while after a link comes up, and FRR and BIRD hold back IPv6 sessions until then.
     fn create_ns(&mut self, role: &str) -> Result<NetNs, TopologyError> {
         let ns = NetNs::create(&self.prefix.name(role)?)?;
         self.namespaces.push(ns.clone());
+        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
         Ok(ns)
     }
 
@@ -470,6 +475,14 @@ impl Topology {
             clr.add_route("default", &v4.to_string())?;
             clr.add_route("default", &v6.to_string())?;
         }
+        // FRR (the hub) starts after BIRD and GoBGP and before the multihop router, so each
+        // first connection attempt between routers finds its peer listening.
+        let start_rank = |kind: RouterKind| match kind {
+            RouterKind::Bird | RouterKind::Gobgp => 0,
+            RouterKind::Frr => 1,
+            RouterKind::Multihop => 2,
+        };
+        configs.sort_by_key(|(config, _)| start_rank(config.kind));
         for (config, ns) in configs {
             let dir = self.dir.join(config.kind.role());
             self.routers.push(Router::start(config, ns, &dir)?);
@@ -800,6 +813,22 @@ fn validate(options: &TopologyOptions) -> Result<(), TopologyError> {
             ),
         });
     }
+    for kind in RouterKind::ALL {
+        if let Some(password) = &options.router_options(kind).password {
+            // The password is written into three config languages: keep it to characters that
+            // need no quoting in any of them. RFC 2385 keys are at most 80 bytes.
+            let plain =
+                |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '\\' | '#' | '!');
+            if password.is_empty() || password.len() > 80 || !password.chars().all(plain) {
+                return Err(TopologyError::Options {
+                    detail: format!(
+                        "{kind}.password must be 1-80 printable ASCII characters without quotes, \
+                         backslash, `#` or `!`"
+                    ),
+                });
+            }
+        }
+    }
     if options.routers.contains(&RouterKind::Multihop)
         && !options.routers.contains(&RouterKind::Frr)
     {
@@ -972,6 +1001,16 @@ mod tests {
             validate(&zero),
             Err(TopologyError::Options { .. })
         ));
+    }
+
+    #[test]
+    fn password_that_needs_quoting_is_refused_naming_the_router() {
+        let mut options = TopologyOptions::default();
+        options.frr.password = Some("has space".into());
+        let err = validate(&options).expect_err("refused");
+        assert!(err.to_string().contains("frr.password"), "{err}");
+        options.frr.password = Some("Plain-Secret_1".into());
+        assert!(validate(&options).is_ok());
     }
 
     #[test]

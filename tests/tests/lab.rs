@@ -3,57 +3,17 @@
 //! registered, Ready Node. One lab is shared by the tests of this binary; its reaper removes it when
 //! the binary exits.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use ferrolb_lab::cluster::{
     self, ClusterError, Persist, is_established, read_manifests, yaml_files,
 };
-use ferrolb_lab::lab::{Lab, LabOptions};
-use ferrolb_lab::topology::TopologyOptions;
 use ferrolb_lab::versions::ControlPlaneVersions;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams};
-use tokio::sync::{Mutex, MutexGuard, OnceCell};
-
-/// The shared lab, or why it could not start (kept, so the tests after the first fail fast with the
-/// same reason instead of each building a lab again).
-static LAB: OnceCell<Result<Mutex<Lab>, String>> = OnceCell::const_new();
-
-/// The shared lab, started by the first test that needs it. Tests hold the lock while they use it, so
-/// one test's writes never surprise another.
-async fn lab() -> MutexGuard<'static, Lab> {
-    let lab = LAB
-        .get_or_init(|| async {
-            let lab = Lab::start(LabOptions {
-                topology: TopologyOptions {
-                    backend: Some(env!("CARGO_BIN_EXE_lab-backend").into()),
-                    ..TopologyOptions::default()
-                },
-                reaper: Some(env!("CARGO_BIN_EXE_lab").into()),
-                ..LabOptions::default()
-            })
-            .await
-            .map_err(|error| format!("{error}"))?;
-            let timings = lab.timings();
-            println!(
-                "lab {} up in {:?} (topology {:?}, control plane {:?}, CRDs and nodes {:?})",
-                lab.prefix(),
-                timings.total,
-                timings.topology,
-                timings.control_plane,
-                timings.cluster_objects
-            );
-            Ok(Mutex::new(lab))
-        })
-        .await;
-    match lab {
-        Ok(lab) => lab.lock().await,
-        Err(error) => {
-            panic!("the lab did not start (root and tests/build-control-plane.sh needed): {error}")
-        }
-    }
-}
 
 fn workspace_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,7 +23,7 @@ fn workspace_path(relative: &str) -> PathBuf {
 
 #[tokio::test]
 async fn api_server_serves_its_pinned_version_and_builtin_namespaces() {
-    let lab = lab().await;
+    let lab = common::shared_lab().await;
     let client = lab.client().expect("client");
     let version = client.apiserver_version().await.expect("/version");
     let pinned = ControlPlaneVersions::pinned().expect("versions.env");
@@ -87,7 +47,7 @@ async fn api_server_serves_its_pinned_version_and_builtin_namespaces() {
 
 #[tokio::test]
 async fn every_ferrolb_crd_is_established() {
-    let lab = lab().await;
+    let lab = common::shared_lab().await;
     let crd_files = yaml_files(&workspace_path("deploy/crds")).expect("deploy/crds");
     assert!(!crd_files.is_empty(), "deploy/crds holds the CRDs");
     assert_eq!(lab.crds().len(), crd_files.len(), "one CRD per file");
@@ -101,7 +61,7 @@ async fn every_ferrolb_crd_is_established() {
 
 #[tokio::test]
 async fn valid_examples_are_accepted_by_dry_run_and_for_real() {
-    let lab = lab().await;
+    let lab = common::shared_lab().await;
     let client = lab.client().expect("client");
     let files = yaml_files(&workspace_path("deploy/examples")).expect("deploy/examples");
     assert!(!files.is_empty(), "deploy/examples holds examples");
@@ -131,7 +91,7 @@ fn declared_field(file: &Path) -> String {
 
 #[tokio::test]
 async fn invalid_objects_are_rejected_with_a_message_naming_the_field() {
-    let lab = lab().await;
+    let lab = common::shared_lab().await;
     let client = lab.client().expect("client");
     let files = yaml_files(&workspace_path("config/tests/fixtures/invalid-per-object"))
         .expect("invalid fixtures");
@@ -176,7 +136,7 @@ async fn invalid_objects_are_rejected_with_a_message_naming_the_field() {
 
 #[tokio::test]
 async fn every_node_namespace_is_a_ready_node_with_both_internal_ips_and_a_zone() {
-    let lab = lab().await;
+    let lab = common::shared_lab().await;
     let nodes: Api<Node> = Api::all(lab.client().expect("client"));
     let registrations = lab.node_registrations().expect("registrations");
     assert_eq!(registrations.len(), 3);

@@ -2,14 +2,16 @@
 //! status` and removed completely by `lab down` — no namespace, link, process or directory of the run
 //! remains; a reaper removes a run whose owner is gone. Also measures a warm-cache start.
 
+mod common;
+
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use ferrolb_lab::lab::{Lab, LabOptions, LabState};
+use common::LAB_BIN;
+use ferrolb_lab::lab::{Lab, LabState};
 use ferrolb_lab::netns::{self, NetNs, RunPrefix};
-use ferrolb_lab::topology::TopologyOptions;
-
-const LAB_BIN: &str = env!("CARGO_BIN_EXE_lab");
 
 fn lab_command(args: &[&str]) -> String {
     let output = Command::new(LAB_BIN).args(args).output().expect("run lab");
@@ -49,16 +51,7 @@ fn leftovers(state: &LabState) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_left_up_is_reported_by_status_and_removed_completely_by_down() {
-    let lab = Lab::start(LabOptions {
-        topology: TopologyOptions {
-            backend: Some(env!("CARGO_BIN_EXE_lab-backend").into()),
-            ..TopologyOptions::default()
-        },
-        reaper: Some(LAB_BIN.into()),
-        ..LabOptions::default()
-    })
-    .await
-    .expect("lab starts");
+    let lab = Lab::start(common::lab_options()).await.expect("lab starts");
     let timings = lab.timings();
     println!(
         "warm-cache lab start: {:.1} s (topology {:.1} s, control plane {:.1} s, CRDs and nodes {:.1} s; target ≤ 30 s)",
@@ -131,4 +124,46 @@ fn reaper_told_to_stand_down_leaves_the_run() {
         .contains(&namespace.name().to_owned());
     netns::sweep(&format!("{prefix}*")).expect("cleanup");
     assert!(still_there, "a detached run is left alone");
+}
+
+#[test]
+fn ctrl_c_during_lab_up_removes_the_partial_lab() {
+    let prefix = RunPrefix::random();
+    let up = Command::new(LAB_BIN)
+        .args(["up", "--prefix", prefix.as_str()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, as an interactive `lab up` is the terminal's foreground group.
+        .process_group(0)
+        .spawn()
+        .expect("start lab up");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id()).expect("pid fits"));
+    netns::wait_for(
+        "the first namespace of lab up",
+        Duration::from_secs(30),
+        || {
+            let present = netns::list_namespaces().ok()?;
+            present
+                .iter()
+                .any(|name| name.starts_with(prefix.as_str()))
+                .then_some(())
+        },
+    )
+    .expect("lab up creates namespaces");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let output = up.wait_with_output().expect("lab up exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // The reaper removes the run once `lab up` is gone.
+    netns::wait_for(
+        "the reaper to remove the run",
+        Duration::from_secs(30),
+        || {
+            let present = netns::list_namespaces().ok()?;
+            let left = present.iter().any(|name| name.starts_with(prefix.as_str()));
+            (!left && !prefix.run_dir().exists()).then_some(())
+        },
+    )
+    .expect("nothing of the interrupted lab remains");
 }

@@ -458,3 +458,53 @@ fn every_router_peers_with_a_node_and_routes_its_loadbalancer_address() {
     }
     speaker.stop();
 }
+
+#[test]
+fn no_node_kernel_answers_arp_or_ndp_for_a_loadbalancer_address() {
+    let topo = Topology::up(options(2, &[])).expect("topology up");
+    let cl2 = topo.client_ns(Client::L2).expect("client");
+    let seg_if = topo.prefix().name("seg").expect("name");
+    // Control: a node address is answered, so silence below means something.
+    let node = topo.node(1).expect("node 1");
+    cl2.exec(&["arping", "-c1", "-w2", "-I", &seg_if, &node.v4.to_string()])
+        .expect("node answers ARP for its own address");
+    cl2.exec(&[
+        "ndisc6",
+        "-1",
+        "-r1",
+        "-w1000",
+        &node.v6.to_string(),
+        &seg_if,
+    ])
+    .expect("node answers NDP for its own address");
+    for lb in ["192.0.2.200", "203.0.113.7"] {
+        let answer = cl2.exec(&["arping", "-c2", "-w2", "-I", &seg_if, lb]);
+        assert!(answer.is_err(), "ARP for {lb} answered: {answer:?}");
+    }
+    let answer = cl2.exec(&["ndisc6", "-1", "-r2", "-w500", "2001:db8:2::1:5", &seg_if]);
+    assert!(
+        answer.is_err(),
+        "NDP for an L2 pool address answered: {answer:?}"
+    );
+}
+
+#[test]
+fn failed_start_removes_everything_it_built() {
+    let prefix = netns::RunPrefix::random();
+    let mut opts = options(2, &RouterKind::ALL);
+    opts.prefix = Some(prefix.clone());
+    // AS 0 is reserved (RFC 7607): the multihop BIRD, started last, refuses its config.
+    opts.multihop.asn = 0;
+    let err = Topology::up(opts).expect_err("start fails");
+    assert!(
+        err.to_string().contains("mh"),
+        "error names the router: {err}"
+    );
+    assert_eq!(names_with_prefix(prefix.as_str()), Vec::<String>::new());
+    assert!(!prefix.run_dir().exists());
+    assert!(
+        !PathBuf::from("/var/run/frr")
+            .join(format!("{prefix}frr"))
+            .exists()
+    );
+}

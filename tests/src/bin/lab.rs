@@ -8,7 +8,7 @@ use std::io::BufReader;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferrolb_lab::control_plane;
 use ferrolb_lab::lab::{self, Lab, LabOptions};
@@ -29,17 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build a lab, leave it running, print how to reach it.
-    Up {
-        /// Number of node namespaces.
-        #[arg(long, default_value_t = 3)]
-        nodes: usize,
-        /// Routers to start (comma-separated): bird, frr, gobgp, mh (the multihop BIRD behind FRR).
-        #[arg(long, value_delimiter = ',', default_value = "bird,frr,gobgp,mh")]
-        routers: Vec<String>,
-        /// Directory of ferrolb's CRD manifests.
-        #[arg(long)]
-        crds: Option<PathBuf>,
-    },
+    Up(UpArgs),
     /// Report every lab run on this machine.
     Status,
     /// Remove lab runs: the given prefixes, or every run left up by `lab up` or abandoned by a dead
@@ -56,6 +46,22 @@ enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Number of node namespaces.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Routers to start (comma-separated): bird, frr, gobgp, mh (the multihop BIRD behind FRR).
+    #[arg(long, value_delimiter = ',', default_value = "bird,frr,gobgp,mh")]
+    routers: Vec<String>,
+    /// Directory of ferrolb's CRD manifests.
+    #[arg(long)]
+    crds: Option<PathBuf>,
+    /// Run prefix (`flb` + 4 hex digits); a fresh random one by default.
+    #[arg(long)]
+    prefix: Option<String>,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Library logs (kube's retries while the API server starts are expected) only on request.
@@ -66,11 +72,7 @@ async fn main() -> anyhow::Result<()> {
             .init();
     }
     match Cli::parse().command {
-        Command::Up {
-            nodes,
-            routers,
-            crds,
-        } => up(nodes, &routers, crds).await,
+        Command::Up(args) => up(args).await,
         Command::Status => status().await,
         Command::Down { prefixes } => down(&prefixes),
         Command::Reap { prefix } => reap(&prefix),
@@ -87,7 +89,14 @@ fn router_kind(name: &str) -> anyhow::Result<RouterKind> {
         })
 }
 
-async fn up(nodes: usize, routers: &[String], crds: Option<PathBuf>) -> anyhow::Result<()> {
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let UpArgs {
+        nodes,
+        routers,
+        crds,
+        prefix,
+    } = args;
+    let prefix = prefix.map(|prefix| RunPrefix::parse(&prefix)).transpose()?;
     let routers = routers
         .iter()
         .filter(|name| !name.is_empty())
@@ -97,6 +106,7 @@ async fn up(nodes: usize, routers: &[String], crds: Option<PathBuf>) -> anyhow::
         topology: TopologyOptions {
             nodes,
             routers,
+            prefix,
             ..TopologyOptions::default()
         },
         crds: crds.unwrap_or_else(lab::default_crds_dir),
@@ -107,9 +117,11 @@ async fn up(nodes: usize, routers: &[String], crds: Option<PathBuf>) -> anyhow::
     let lab = tokio::select! {
         lab = Lab::start(options) => lab.context("starting the lab")?,
         _ = tokio::signal::ctrl_c() => {
-            // Returning drops the half-built lab's futures; the process exits, the reaper's pipe
-            // closes, and the reaper removes whatever was built.
-            bail!("interrupted: the partial lab is being removed by its reaper");
+            // Exit at once, with the start-up steps frozen where they are: the kernel closes the
+            // reaper's pipe only now, so the reaper removes the partial lab with nobody still
+            // building it.
+            eprintln!("interrupted: the partial lab is being removed by its reaper");
+            std::process::exit(130);
         }
     };
     let timings = lab.timings();

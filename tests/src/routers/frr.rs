@@ -32,7 +32,7 @@ pub fn render_config(config: &RouterConfig, log: &Path) -> Result<String, Router
     for peer in &config.peers {
         let a = peer.address;
         neighbors.push_str(&format!(
-            " neighbor {a} remote-as {}\n neighbor {a} description {}\n neighbor {a} timers connect 2\n",
+            " neighbor {a} remote-as {}\n neighbor {a} description {}\n neighbor {a} timers connect 2\n neighbor {a} advertisement-interval 0\n",
             peer.asn, peer.name
         ));
         if peer.multihop {
