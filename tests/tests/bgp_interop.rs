@@ -175,7 +175,9 @@ impl NodeSpeaker {
         for &(kind, password) in peers {
             for v4 in [true, false] {
                 let spec = peer_spec(topo, kind, v4, password);
-                let handle = runtime.handle.block_on(async { speaker.add_peer(spec) });
+                let handle = runtime
+                    .handle
+                    .block_on(async { speaker.add_peer(spec, Routes::new()) });
                 sessions.push(Session {
                     kind,
                     v4,

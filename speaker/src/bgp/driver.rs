@@ -163,9 +163,11 @@ impl Speaker {
         self.listeners.iter().map(|(address, _)| *address).collect()
     }
 
-    /// Starts a session with a peer (ManualStart); it runs until stopped, reconnecting after
-    /// failures with the FSM's backoff.
-    pub fn add_peer(&self, spec: PeerSpec) -> Result<PeerHandle, DriverError> {
+    /// Starts a session with a peer (ManualStart) that announces `routes` once Established; it
+    /// runs until stopped, reconnecting after failures with the FSM's backoff. Passing the
+    /// routes here rather than later matters after a restart: End-of-RIB follows the first sync,
+    /// and a peer keeping our routes as stale drops those missing from it (RFC 4724 §4.2).
+    pub fn add_peer(&self, spec: PeerSpec, routes: Routes) -> Result<PeerHandle, DriverError> {
         let peer = spec.address.ip();
         let fsm = Fsm::new(spec.session.clone())
             .map_err(|source| DriverError::Config { peer, source })?;
@@ -202,7 +204,7 @@ impl Speaker {
             ttl: spec.ttl.or(external.then_some(1)),
         };
         let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (routes_tx, routes) = watch::channel(Routes::new());
+        let (routes_tx, routes) = watch::channel(routes);
         let (status_tx, status) = watch::channel(PeerStatus::new());
         let (events_tx, events) = mpsc::unbounded_channel();
         let task = PeerTask {

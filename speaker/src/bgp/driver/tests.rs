@@ -54,8 +54,10 @@ async fn wait_for(
     panic!("{what}: last status {:?}", *status.borrow())
 }
 
-/// Two speakers on 127.0.0.1 and 127.0.0.2, each listening on a port of its own.
-fn pair(
+/// Two speakers on 127.0.0.1 (AS 64500) and 127.0.0.2 (AS 64502), each listening on a port of its
+/// own; `adjust` changes their session parameters.
+fn pair_with(
+    adjust: impl Fn(&mut PeerConfig, &mut PeerConfig),
     password_a: Option<&str>,
     password_b: Option<&str>,
 ) -> (Speaker, PeerHandle, Speaker, PeerHandle) {
@@ -63,15 +65,31 @@ fn pair(
     let b = Speaker::listen(&[SocketAddr::new(B, 0)]).expect("listen b");
     let port_a = a.local_addresses()[0];
     let port_b = b.local_addresses()[0];
-    let id_a = Ipv4Addr::new(192, 0, 2, 1);
-    let id_b = Ipv4Addr::new(192, 0, 2, 2);
+    let mut config_a = session(64500, 64502, Ipv4Addr::new(192, 0, 2, 1), 1);
+    let mut config_b = session(64502, 64500, Ipv4Addr::new(192, 0, 2, 2), 2);
+    adjust(&mut config_a, &mut config_b);
     let to_b = a
-        .add_peer(spec(port_b, A, session(64500, 64502, id_a, 1), password_a))
+        .add_peer(spec(port_b, A, config_a, password_a), Routes::new())
         .expect("peer b");
     let to_a = b
-        .add_peer(spec(port_a, B, session(64502, 64500, id_b, 2), password_b))
+        .add_peer(spec(port_a, B, config_b, password_b), Routes::new())
         .expect("peer a");
     (a, to_b, b, to_a)
+}
+
+fn pair(
+    password_a: Option<&str>,
+    password_b: Option<&str>,
+) -> (Speaker, PeerHandle, Speaker, PeerHandle) {
+    pair_with(|_, _| {}, password_a, password_b)
+}
+
+fn error_text(status: &PeerStatus) -> String {
+    status
+        .last_error
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default()
 }
 
 fn route(prefix: &str, community: u16) -> Routes {
@@ -146,4 +164,88 @@ async fn matching_md5_passwords_establish() {
         s.state == State::Established
     })
     .await;
+}
+
+#[tokio::test]
+async fn passive_peer_establishes_when_the_other_side_connects() {
+    let (_a, to_b, _b, to_a) = pair_with(|a, _| a.passive = true, None, None);
+    wait_for(&mut to_b.status(), "passive side established", |s| {
+        s.state == State::Established
+    })
+    .await;
+    wait_for(&mut to_a.status(), "active side established", |s| {
+        s.state == State::Established
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dynamic_external_peer_as_accepts_any_other_as() {
+    let (_a, to_b, _b, _to_a) = pair_with(|a, _| a.peer_as = PeerAs::External, None, None);
+    wait_for(&mut to_b.status(), "established", |s| {
+        s.state == State::Established
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_peer_as_is_refused_and_both_sides_say_why() {
+    let (_a, to_b, _b, to_a) = pair_with(|a, _| a.peer_as = PeerAs::Fixed(64999), None, None);
+    let refused = wait_for(&mut to_b.status(), "refusal sent", |s| {
+        error_text(s).starts_with("NOTIFICATION sent")
+    })
+    .await;
+    assert_eq!(
+        error_text(&refused),
+        "NOTIFICATION sent: Open(BadPeerAs) (2/2)"
+    );
+    let told = wait_for(&mut to_a.status(), "refusal received", |s| {
+        error_text(s).starts_with("NOTIFICATION received")
+    })
+    .await;
+    assert_eq!(
+        error_text(&told),
+        "NOTIFICATION received: Open(BadPeerAs) (2/2)"
+    );
+    assert_ne!(told.state, State::Established);
+}
+
+#[tokio::test]
+async fn routes_given_at_start_are_sent_with_the_initial_sync() {
+    let a = Speaker::listen(&[SocketAddr::new(A, 0)]).expect("listen a");
+    let b = Speaker::listen(&[SocketAddr::new(B, 0)]).expect("listen b");
+    let config_a = session(64500, 64502, Ipv4Addr::new(192, 0, 2, 1), 1);
+    let config_b = session(64502, 64500, Ipv4Addr::new(192, 0, 2, 2), 2);
+    let to_b = a
+        .add_peer(
+            spec(b.local_addresses()[0], A, config_a, None),
+            route("203.0.113.10/32", 1),
+        )
+        .expect("peer b");
+    let _to_a = b
+        .add_peer(
+            spec(a.local_addresses()[0], B, config_b, None),
+            Routes::new(),
+        )
+        .expect("peer a");
+    let up = wait_for(&mut to_b.status(), "established", |s| {
+        s.state == State::Established
+    })
+    .await;
+    assert_eq!(up.prefixes_sent, 1);
+}
+
+#[tokio::test]
+async fn outbound_connection_carries_the_configured_ttl_and_source() {
+    let listener = tokio::net::TcpListener::bind((A, 0)).await.expect("listen");
+    let stream = socket::connect(socket::ConnectSpec {
+        peer: listener.local_addr().expect("address"),
+        local: Some(B),
+        password: None,
+        ttl: Some(1),
+    })
+    .await
+    .expect("connect");
+    assert_eq!(SockRef::from(&stream).ttl_v4().expect("ttl"), 1);
+    assert_eq!(stream.local_addr().expect("local").ip(), B);
 }
