@@ -16,7 +16,7 @@ use ferrolb_lab::netns;
 use ferrolb_lab::routers::{Family as RibFamily, Route, RouterKind, RouterOptions};
 use ferrolb_lab::topology::{Topology, TopologyOptions, plan};
 use ferrolb_speaker::bgp::driver::{PeerHandle, PeerSpec, PeerStatus, Routes, Speaker};
-use ferrolb_speaker::bgp::fsm::{PeerAs, PeerConfig, State};
+use ferrolb_speaker::bgp::fsm::{GracefulRestartConfig, PeerAs, PeerConfig, State};
 use ferrolb_speaker::bgp::packet::{CeaseSubcode, Community, Family, LargeCommunity};
 use ferrolb_speaker::bgp::rib_out::{NextHops, RouteAttributes};
 use ipnet::IpNet;
@@ -102,7 +102,13 @@ fn router_address(kind: RouterKind, v4: bool) -> IpAddr {
     }
 }
 
-fn peer_spec(topo: &Topology, kind: RouterKind, v4: bool, password: Option<&str>) -> PeerSpec {
+fn peer_spec(
+    topo: &Topology,
+    kind: RouterKind,
+    v4: bool,
+    password: Option<&str>,
+    graceful_restart: Option<GracefulRestartConfig>,
+) -> PeerSpec {
     let router = topo.router(kind).expect("router");
     let peer_as = router.config().options.asn;
     let address = router_address(kind, v4);
@@ -127,7 +133,7 @@ fn peer_spec(topo: &Topology, kind: RouterKind, v4: bool, password: Option<&str>
             } else {
                 Family::IPV6_UNICAST
             }],
-            graceful_restart: None,
+            graceful_restart,
             jitter_seed: u64::from(peer_as) * 2 + u64::from(v4),
         },
         next_hops: NextHops {
@@ -156,12 +162,22 @@ impl Session {
 /// The node's speaker: listening on port 179 in the node, one session per router and family.
 struct NodeSpeaker {
     sessions: Vec<Session>,
-    _speaker: Speaker,
+    speaker: Speaker,
     runtime: NodeRuntime,
 }
 
 impl NodeSpeaker {
     fn start(topo: &Topology, peers: &[(RouterKind, Option<&str>)]) -> Self {
+        Self::start_with(topo, peers, None, &Routes::new())
+    }
+
+    /// Starts with graceful restart configured and `routes` announced from the first sync.
+    fn start_with(
+        topo: &Topology,
+        peers: &[(RouterKind, Option<&str>)],
+        graceful_restart: Option<GracefulRestartConfig>,
+        routes: &Routes,
+    ) -> Self {
         let node = topo.node(NODE).expect("node");
         let runtime = NodeRuntime::enter(node.ns.name());
         let listen = [
@@ -174,10 +190,10 @@ impl NodeSpeaker {
         let mut sessions = Vec::new();
         for &(kind, password) in peers {
             for v4 in [true, false] {
-                let spec = peer_spec(topo, kind, v4, password);
+                let spec = peer_spec(topo, kind, v4, password, graceful_restart);
                 let handle = runtime
                     .handle
-                    .block_on(async { speaker.add_peer(spec, Routes::new()) });
+                    .block_on(async { speaker.add_peer(spec, routes.clone()) });
                 sessions.push(Session {
                     kind,
                     v4,
@@ -187,7 +203,7 @@ impl NodeSpeaker {
         }
         NodeSpeaker {
             sessions,
-            _speaker: speaker,
+            speaker,
             runtime,
         }
     }
@@ -383,7 +399,9 @@ fn routes_reach_bird_frr_gobgp_and_multihop_with_attributes_and_changes_never_re
 
     // A clean stop sends Cease; the routers see the session go down.
     let NodeSpeaker {
-        sessions, runtime, ..
+        sessions,
+        speaker: _speaker,
+        runtime,
     } = node;
     for session in sessions {
         runtime.run(session.handle.stop(CeaseSubcode::AdministrativeShutdown));
@@ -465,4 +483,75 @@ fn md5_password_establishes_and_a_wrong_one_keeps_the_session_down_with_a_clear_
     for session in &wrong {
         assert_ne!(session.status().state, State::Established);
     }
+}
+
+/// Whether FRR holds `prefix` from a node as stale (RFC 4724 §4.2); `None` when it has no path.
+fn frr_stale(topo: &Topology, prefix: IpNet) -> Option<bool> {
+    let frr = topo.router(RouterKind::Frr).ok()?;
+    let ns = frr.namespace().name().to_owned();
+    let command = format!("show bgp ipv4 unicast {prefix} json");
+    let out = frr
+        .namespace()
+        .exec(&["vtysh", "-N", &ns, "-c", &command])
+        .ok()?;
+    let json: serde_json::Value = serde_json::from_str(&out).ok()?;
+    let path = json["paths"].as_array()?.first()?.clone();
+    Some(path["stale"].as_bool().unwrap_or(false))
+}
+
+#[test]
+fn graceful_restart_keeps_routes_at_frr_as_stale_until_end_of_rib_after_the_restart() {
+    let topo = Topology::up(options(&[RouterKind::Frr])).expect("topology up");
+    let kept: IpNet = "203.0.113.10/32".parse().expect("v4");
+    let dropped: IpNet = "203.0.113.11/32".parse().expect("v4");
+    let graceful_restart = |restarted| {
+        Some(GracefulRestartConfig {
+            restart_time: 120,
+            restarted,
+        })
+    };
+    let peers = [(RouterKind::Frr, None)];
+    let before = NodeSpeaker::start_with(
+        &topo,
+        &peers,
+        graceful_restart(false),
+        &lb_routes(&["203.0.113.10/32", "203.0.113.11/32"], 100),
+    );
+    before.wait_established();
+    wait_route(&topo, RouterKind::Frr, kept);
+    wait_route(&topo, RouterKind::Frr, dropped);
+    assert_eq!(frr_stale(&topo, kept), Some(false));
+
+    // The speaker dies: connections close without a NOTIFICATION.
+    let NodeSpeaker {
+        sessions,
+        speaker,
+        runtime,
+    } = before;
+    for session in sessions {
+        runtime.run(session.handle.abort());
+    }
+    // The listening sockets go too, so the restarted speaker can bind port 179 again.
+    drop(speaker);
+    drop(runtime);
+    for prefix in [kept, dropped] {
+        netns::wait_for(&format!("{prefix} stale at FRR"), RIB_CHANGE, || {
+            frr_stale(&topo, prefix)?.then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: stale = {:?}", frr_stale(&topo, prefix)));
+    }
+
+    // Back with one of the two routes: End-of-RIB ends the restart, the other route goes.
+    let after = NodeSpeaker::start_with(
+        &topo,
+        &peers,
+        graceful_restart(true),
+        &lb_routes(&["203.0.113.10/32"], 100),
+    );
+    after.wait_established();
+    wait_gone(&topo, RouterKind::Frr, dropped);
+    netns::wait_for("fresh route at FRR", RIB_CHANGE, || {
+        (!frr_stale(&topo, kept)?).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: stale = {:?}", frr_stale(&topo, kept)));
 }
