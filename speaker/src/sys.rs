@@ -109,6 +109,20 @@ mod tests {
     }
 
     #[test]
+    fn removed_md5_key_lets_unsigned_connections_in() {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let listener = TcpListener::bind((loopback, 0)).expect("bind");
+        set_tcp_md5(&listener, loopback, b"s3cret").expect("install");
+        set_tcp_md5(&listener, loopback, &[]).expect("remove");
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let address = listener.local_addr().expect("address");
+        socket
+            .connect_timeout(&address.into(), Duration::from_millis(500))
+            .expect("unsigned connect after the key was removed");
+    }
+
+    #[test]
     fn md5_key_longer_than_80_octets_is_refused() {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         let error = set_tcp_md5(&listener, IpAddr::V4(Ipv4Addr::LOCALHOST), &[b'k'; 81])

@@ -214,6 +214,7 @@ impl Speaker {
             fsm,
             rib: None,
             session_connection: None,
+            end_of_rib_sent: false,
             connections: HashMap::new(),
             next_connection: 0,
             connecting: None,
@@ -224,10 +225,24 @@ impl Speaker {
             status: status_tx,
         };
         let inbound = self.inbound.clone();
+        let keyed_listeners: Vec<Arc<TcpListener>> = self
+            .listeners
+            .iter()
+            .filter(|(listener, _)| spec.password.is_some() && listener.is_ipv4() == peer.is_ipv4())
+            .map(|(_, socket)| socket.clone())
+            .collect();
         let task = tokio::spawn(async move {
             task.run(commands, accepted, events, routes).await;
-            let mut inbound = inbound.lock().unwrap_or_else(|e| e.into_inner());
-            inbound.remove(&peer);
+            inbound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&peer);
+            for listener in keyed_listeners {
+                // An empty key deletes the peer's key (tcp(7)); adding the peer again installs it.
+                if let Err(error) = sys::set_tcp_md5(listener.as_ref(), peer, &[]) {
+                    tracing::warn!(%peer, %error, "cannot remove the TCP-MD5 key");
+                }
+            }
         });
         Ok(PeerHandle {
             peer,
@@ -347,6 +362,8 @@ struct PeerTask {
     rib: Option<AdjRibOut>,
     /// The connection the session reached Established on.
     session_connection: Option<ConnectionId>,
+    /// End-of-RIB was written on this session.
+    end_of_rib_sent: bool,
     connections: HashMap<ConnectionId, Connection>,
     next_connection: u64,
     /// The outbound attempt and when it started.
@@ -561,6 +578,7 @@ impl PeerTask {
                 }
                 Action::Established(negotiated) => {
                     self.session_connection = connection;
+                    self.end_of_rib_sent = false;
                     match AdjRibOut::new(self.local_as, &negotiated, self.next_hops) {
                         Ok(rib) => {
                             self.rib = Some(rib);
@@ -572,6 +590,7 @@ impl PeerTask {
                 Action::Down(error) => {
                     self.rib = None;
                     self.session_connection = None;
+                    self.end_of_rib_sent = false;
                     self.last_error = Some(PeerError::from_session(&error));
                 }
                 // This speaker only announces; what the peer sends is not used.
@@ -596,19 +615,20 @@ impl PeerTask {
         let (Some(rib), Some(connection)) = (self.rib.as_mut(), self.session_connection) else {
             return;
         };
-        let updates: Vec<Message> = rib
-            .sync(&desired)
-            .into_iter()
-            .map(Message::Update)
-            .collect();
-        self.write(connection, &updates).await;
+        let updates = rib.sync(&desired);
+        let end_of_rib = updates.iter().any(|u| u.end_of_rib_family().is_some());
+        let messages: Vec<Message> = updates.into_iter().map(Message::Update).collect();
+        if self.write(connection, &messages).await && end_of_rib {
+            self.end_of_rib_sent = true;
+        }
     }
 
-    /// Writes messages; a failed or stuck write closes the connection and tells the FSM.
-    async fn write(&mut self, connection: ConnectionId, messages: &[Message]) {
+    /// Writes messages and says whether they went out; a failed or stuck write closes the
+    /// connection and tells the FSM.
+    async fn write(&mut self, connection: ConnectionId, messages: &[Message]) -> bool {
         let codec = self.codec();
         let Some(open) = self.connections.get_mut(&connection) else {
-            return;
+            return false;
         };
         let mut bytes = Vec::new();
         for message in messages {
@@ -621,7 +641,7 @@ impl PeerTask {
         }
         let detail = match tokio::time::timeout(WRITE_TIMEOUT, open.writer.write_all(&bytes)).await
         {
-            Ok(Ok(())) => return,
+            Ok(Ok(())) => return true,
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no progress for {WRITE_TIMEOUT:?}"),
         };
@@ -633,12 +653,13 @@ impl PeerTask {
             detail,
         });
         self.pending.push_back(Input::Closed { connection });
+        false
     }
 
     fn publish(&mut self) {
         let state = self.fsm.state();
         let prefixes_sent = self.rib.as_ref().map_or(0, |rib| rib.advertised().len());
-        let end_of_rib_sent = self.rib.is_some() && self.session_connection.is_some();
+        let end_of_rib_sent = self.end_of_rib_sent;
         let last_error = self.last_error.clone();
         self.status.send_if_modified(|status| {
             let before = status.clone();

@@ -249,3 +249,42 @@ async fn outbound_connection_carries_the_configured_ttl_and_source() {
     assert_eq!(SockRef::from(&stream).ttl_v4().expect("ttl"), 1);
     assert_eq!(stream.local_addr().expect("local").ip(), B);
 }
+
+#[tokio::test]
+async fn reconfiguration_resets_the_session_only_when_open_parameters_change() {
+    let mut config = session(64500, 64502, Ipv4Addr::new(192, 0, 2, 1), 1);
+    let (_a, to_b, _b, to_a) = pair(None, None);
+    let mut status = to_b.status();
+    let up = wait_for(&mut status, "established", |s| {
+        s.state == State::Established
+    })
+    .await;
+
+    // The connect timers are not part of the OPEN: the session stays.
+    config.connect_retry = Duration::from_millis(300);
+    to_b.reconfigure(config.clone())
+        .expect("reconfigure timers");
+    to_b.set_routes(route("203.0.113.10/32", 1));
+    let after = wait_for(&mut status, "route sent", |s| s.prefixes_sent == 1).await;
+    assert_eq!(after.since, up.since, "timer change reset the session");
+
+    // The hold time is: Cease / Other Configuration Change, then a new session.
+    config.hold_time = 30;
+    to_b.reconfigure(config).expect("reconfigure hold time");
+    let reset = wait_for(&mut to_a.status(), "peer told of the reset", |s| {
+        error_text(s).contains("Cease(OtherConfigurationChange)")
+    })
+    .await;
+    assert_eq!(
+        error_text(&reset),
+        "NOTIFICATION received: Cease(OtherConfigurationChange) (6/6)"
+    );
+    let again = wait_for(&mut status, "established again", |s| {
+        s.state == State::Established && s.since != up.since
+    })
+    .await;
+    assert_eq!(
+        again.prefixes_sent, 1,
+        "routes are sent again on the new session"
+    );
+}
