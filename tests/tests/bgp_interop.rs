@@ -555,3 +555,41 @@ fn graceful_restart_keeps_routes_at_frr_as_stale_until_end_of_rib_after_the_rest
     })
     .unwrap_or_else(|e| panic!("{e}: stale = {:?}", frr_stale(&topo, kept)));
 }
+
+#[test]
+fn multihop_peer_stays_down_with_the_single_hop_ttl_of_one() {
+    let topo =
+        Topology::up(options(&[RouterKind::Frr, RouterKind::Multihop])).expect("topology up");
+    let node = topo.node(NODE).expect("node");
+    let runtime = NodeRuntime::enter(node.ns.name());
+    let mut multihop = peer_spec(&topo, RouterKind::Multihop, true, None, None);
+    // eBGP without a configured TTL: 1, right for a directly connected peer (RFC 4271 §5.1.3),
+    // so nothing we send survives FRR's forwarding to the router behind it.
+    multihop.ttl = None;
+    let frr = peer_spec(&topo, RouterKind::Frr, true, None, None);
+    let (_speaker, to_multihop, to_frr) = runtime.run(async move {
+        let speaker = Speaker::listen(&[SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 179)])
+            .expect("listen in the node");
+        let to_multihop = speaker.add_peer(multihop, Routes::new()).expect("multihop");
+        let to_frr = speaker.add_peer(frr, Routes::new()).expect("frr");
+        (speaker, to_multihop, to_frr)
+    });
+    netns::wait_for("FRR Established", SESSION_UP, || {
+        (to_frr.status().borrow().state == State::Established).then_some(())
+    })
+    .expect("the directly connected peer comes up with TTL 1");
+    // Several connect rounds of both sides (2 s for BIRD, 1-4 s for us).
+    thread::sleep(Duration::from_secs(5));
+    let status = to_multihop.status().borrow().clone();
+    assert_ne!(status.state, State::Established, "{status:?}");
+    let mh = topo.router(RouterKind::Multihop).expect("multihop");
+    let node_v4 = IpAddr::from(plan::node_v4(NODE));
+    assert!(
+        mh.sessions()
+            .expect("sessions")
+            .iter()
+            .filter(|s| s.peer == node_v4)
+            .all(|s| !s.established),
+        "the multihop router established a session through a TTL of 1"
+    );
+}
