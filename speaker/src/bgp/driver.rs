@@ -311,6 +311,8 @@ impl PeerHandle {
 
     /// Applies new session parameters: the session is reset (Cease, Other Configuration Change)
     /// only when something fixed at OPEN changed.
+    /// The address, source, password, TTL and next hops belong to the [`PeerSpec`]: changing them
+    /// means removing the peer and adding it again.
     pub fn reconfigure(&self, config: PeerConfig) -> Result<(), DriverError> {
         config.validate().map_err(|source| DriverError::Config {
             peer: self.peer,
