@@ -1,8 +1,10 @@
 //! ferrolb speaker: makes LoadBalancer IPs reachable from the node it runs on (layer 2 or BGP, with BFD).
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: `sys` is the one module allowed `unsafe` (socket options no safe crate wraps).
+#![deny(unsafe_code)]
 
 pub mod bfd;
 pub mod bgp;
 pub mod election;
 pub mod l2;
 pub mod membership;
+pub mod sys;
