@@ -1,2 +1,5 @@
-//! placeholder crate root; replaced by the first real module.
+//! ferrolb configuration: CRD types, their validation, and the validated config snapshot.
 #![forbid(unsafe_code)]
+
+pub mod addresses;
+pub mod crd;
