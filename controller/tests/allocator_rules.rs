@@ -7,14 +7,9 @@ use std::sync::Arc;
 use ferrolb_config::addresses::{AddressSet, Family};
 use ferrolb_controller::allocator::*;
 
-#[derive(Debug)]
-struct MatchLabels(Labels);
+mod match_labels;
 
-impl LabelMatcher for MatchLabels {
-    fn matches(&self, labels: &Labels) -> bool {
-        self.0.iter().all(|(k, v)| labels.get(k) == Some(v))
-    }
-}
+use match_labels::MatchLabels;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
