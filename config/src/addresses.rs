@@ -245,6 +245,42 @@ impl AddressRange {
         Some(self.family.bits() - host_bits)
     }
 
+    /// The longest prefix length among the CIDR blocks that exactly tile this range. A route
+    /// aggregate of that length or longer never covers an address outside the range
+    /// (e.g. `198.51.100.0/26` gives 26; `203.0.113.10-203.0.113.20` gives 32).
+    pub fn longest_block_prefix(&self) -> u8 {
+        let bits = u32::from(self.family.bits());
+        let mut start = self.start;
+        let mut longest = 0;
+        loop {
+            let span = self.end - start;
+            // Host bits of the largest block that fits the remaining span...
+            let fits = if span == u128::MAX {
+                128
+            } else {
+                127 - (span + 1).leading_zeros()
+            };
+            // ...and that starts aligned on its size.
+            let aligned = if start == 0 {
+                bits
+            } else {
+                start.trailing_zeros()
+            };
+            let host_bits = fits.min(aligned).min(bits);
+            let prefix = u8::try_from(bits - host_bits).unwrap_or(0);
+            longest = longest.max(prefix);
+            let block_last = if host_bits >= 128 {
+                u128::MAX
+            } else {
+                start + ((1u128 << host_bits) - 1)
+            };
+            if block_last >= self.end {
+                return longest;
+            }
+            start = block_last + 1;
+        }
+    }
+
     /// Whether the two ranges share at least one address.
     pub fn overlaps(&self, other: &AddressRange) -> bool {
         self.family == other.family && self.start <= other.end && other.start <= self.end
@@ -619,6 +655,21 @@ mod tests {
             errors.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
             vec![1, 2]
         );
+    }
+
+    #[test]
+    fn longest_block_prefix_of_cidrs_and_ranges() {
+        assert_eq!(range("198.51.100.0/26").longest_block_prefix(), 26);
+        assert_eq!(
+            range("203.0.113.10-203.0.113.20").longest_block_prefix(),
+            32
+        );
+        assert_eq!(range("192.0.2.0-192.0.2.127").longest_block_prefix(), 25);
+        assert_eq!(range("192.0.2.0-192.0.2.191").longest_block_prefix(), 26);
+        assert_eq!(range("0.0.0.0/0").longest_block_prefix(), 0);
+        assert_eq!(range("::/0").longest_block_prefix(), 0);
+        assert_eq!(range("2001:db8::/120").longest_block_prefix(), 120);
+        assert_eq!(range("2001:db8::1").longest_block_prefix(), 128);
     }
 
     #[test]

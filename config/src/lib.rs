@@ -2,4 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod addresses;
+pub mod check;
+pub mod community;
 pub mod crd;
+pub mod duration;
+pub mod model;
