@@ -65,7 +65,9 @@ impl PoolGen {
         format!("{}{slot}", if self.renamed { "q" } else { "p" })
     }
 
-    fn spec(&self, slot: usize) -> PoolSpec {
+    /// The pool as the config model gives it: namespace selectors resolved against the
+    /// Namespaces' current `env` labels.
+    fn spec(&self, slot: usize, namespace_env: &[Option<&'static str>]) -> PoolSpec {
         let base = BLOCK * u32::try_from(slot).expect("few slots");
         let mut ranges = Vec::new();
         if let Some((a, b)) = self.v4 {
@@ -76,17 +78,16 @@ impl PoolGen {
         }
         let restriction = self.restriction.as_ref().map(|r| match r {
             RestrictionGen::Namespaces(set) => Restriction {
-                namespaces: Some(NamespaceRestriction {
-                    names: set.iter().map(|n| format!("n{n}")).collect(),
-                    selectors: vec![],
-                }),
+                namespaces: Some(set.iter().map(|n| format!("n{n}")).collect()),
                 service_selectors: vec![],
             },
             RestrictionGen::NamespaceEnv(env) => Restriction {
-                namespaces: Some(NamespaceRestriction {
-                    names: BTreeSet::new(),
-                    selectors: vec![matcher("env", env)],
-                }),
+                namespaces: Some(
+                    (0..NAMESPACES)
+                        .filter(|&n| namespace_env[n] == Some(*env))
+                        .map(|n| format!("n{n}"))
+                        .collect(),
+                ),
                 service_selectors: vec![],
             },
             RestrictionGen::Tier(tier) => Restriction {
@@ -105,15 +106,15 @@ impl PoolGen {
     }
 
     /// Oracle: whether the pool admits `service`, from the generated restriction.
-    fn admits(&self, service: &ServiceRequest) -> bool {
+    fn admits(&self, service: &ServiceRequest, namespace_env: &[Option<&'static str>]) -> bool {
         match &self.restriction {
             None => true,
             Some(RestrictionGen::Namespaces(set)) => {
                 set.iter().any(|n| service.key.namespace == format!("n{n}"))
             }
-            Some(RestrictionGen::NamespaceEnv(env)) => {
-                service.namespace_labels.get("env").map(String::as_str) == Some(*env)
-            }
+            Some(RestrictionGen::NamespaceEnv(env)) => (0..NAMESPACES).any(|n| {
+                service.key.namespace == format!("n{n}") && namespace_env[n] == Some(*env)
+            }),
             Some(RestrictionGen::Tier(tier)) => {
                 service.labels.get("tier").map(String::as_str) == Some(*tier)
             }
@@ -268,36 +269,34 @@ fn key_of(index: usize) -> ServiceKey {
 
 impl World {
     fn new(pools: Vec<Option<PoolGen>>) -> Self {
-        let allocator = Allocator::new(Self::specs(&pools)).expect("generated pools are disjoint");
+        let namespace_env = vec![None; NAMESPACES];
+        let allocator = Allocator::new(Self::specs(&pools, &namespace_env))
+            .expect("generated pools are disjoint");
         World {
             pools,
-            namespace_env: vec![None; NAMESPACES],
+            namespace_env,
             services: BTreeMap::new(),
             status: BTreeMap::new(),
             allocator,
         }
     }
 
-    fn specs(pools: &[Option<PoolGen>]) -> Vec<PoolSpec> {
+    fn specs(pools: &[Option<PoolGen>], namespace_env: &[Option<&'static str>]) -> Vec<PoolSpec> {
         pools
             .iter()
             .enumerate()
-            .filter_map(|(slot, p)| p.as_ref().map(|p| p.spec(slot)))
+            .filter_map(|(slot, p)| p.as_ref().map(|p| p.spec(slot, namespace_env)))
             .collect()
     }
 
     fn request(&self, index: usize) -> Option<ServiceRequest> {
         let wanted = self.services.get(&index)?;
         let key = key_of(index);
-        let namespace = index % NAMESPACES;
         Some(ServiceRequest {
             key,
             labels: wanted
                 .tier
                 .map(|t| [("tier".to_owned(), t.to_owned())].into())
-                .unwrap_or_default(),
-            namespace_labels: self.namespace_env[namespace]
-                .map(|e| [("env".to_owned(), e.to_owned())].into())
                 .unwrap_or_default(),
             requested_ips: match wanted.request {
                 RequestGen::None => vec![],
@@ -356,34 +355,17 @@ impl World {
                 self.status.remove(&key_of(*index));
             }
             Step::SetPool(slot, wanted) => {
-                let mut pools = self.pools.clone();
-                pools[*slot] = wanted.clone();
-                let displaced = self
-                    .allocator
-                    .set_pools(Self::specs(&pools))
-                    .expect("generated pools are disjoint");
-                self.pools = pools;
-                let requests = self.requests();
-                for moved in displaced {
-                    let service = requests
-                        .iter()
-                        .find(|s| s.key == moved.service)
-                        .expect("displaced Service exists");
-                    self.reconcile(service);
-                }
+                self.pools[*slot] = wanted.clone();
+                self.update_pools();
             }
             Step::RelabelNamespace(namespace, env) => {
+                // The config model re-resolves namespace selectors: a pool change.
                 self.namespace_env[*namespace] = *env;
-                let prefix = format!("n{namespace}");
-                for service in self.requests() {
-                    if service.key.namespace == prefix {
-                        self.reconcile(&service);
-                    }
-                }
+                self.update_pools();
             }
             Step::Restart => {
-                let mut fresh =
-                    Allocator::new(Self::specs(&self.pools)).expect("generated pools are disjoint");
+                let mut fresh = Allocator::new(Self::specs(&self.pools, &self.namespace_env))
+                    .expect("generated pools are disjoint");
                 let requests = self.requests();
                 // Re-claim every address in status before allocating anything (SPEC §4).
                 for service in &requests {
@@ -402,11 +384,30 @@ impl World {
         self.retry_unassigned();
     }
 
+    /// Hands the current pools to the allocator and re-assigns the Services it displaced.
+    fn update_pools(&mut self) {
+        let displaced = self
+            .allocator
+            .set_pools(Self::specs(&self.pools, &self.namespace_env))
+            .expect("generated pools are disjoint");
+        let requests = self.requests();
+        for moved in displaced {
+            let service = requests
+                .iter()
+                .find(|s| s.key == moved.service)
+                .expect("displaced Service exists");
+            self.reconcile(service);
+        }
+    }
+
     /// The pool (slot, generator) holding `ip`.
     fn pool_of(&self, ip: IpAddr) -> Option<(usize, &PoolGen)> {
         self.pools.iter().enumerate().find_map(|(slot, p)| {
             let p = p.as_ref()?;
-            p.spec(slot).addresses.contains(ip).then_some((slot, p))
+            p.spec(slot, &self.namespace_env)
+                .addresses
+                .contains(ip)
+                .then_some((slot, p))
         })
     }
 
@@ -419,7 +420,8 @@ impl World {
             .as_ref()
             .is_none_or(|name| *name == pool.name(slot));
         let family_ok = service.wanted_families().contains(&Family::of(ip));
-        (requested_ok && pool_ok && family_ok && pool.admits(service)).then_some(slot)
+        (requested_ok && pool_ok && family_ok && pool.admits(service, &self.namespace_env))
+            .then_some(slot)
     }
 
     /// Oracle: whether `ips` is a whole assignment for `service` under the current pools.

@@ -40,10 +40,7 @@ fn prio(mut p: PoolSpec, priority: u32) -> PoolSpec {
 
 fn for_namespaces(mut p: PoolSpec, names: &[&str]) -> PoolSpec {
     p.restriction = Some(Restriction {
-        namespaces: Some(NamespaceRestriction {
-            names: names.iter().map(|n| (*n).to_owned()).collect(),
-            selectors: Vec::new(),
-        }),
+        namespaces: Some(names.iter().map(|n| (*n).to_owned()).collect()),
         service_selectors: Vec::new(),
     });
     p
@@ -643,26 +640,6 @@ fn namespace_restricted_pool_is_not_used_by_other_namespaces() {
 }
 
 #[test]
-fn namespace_selector_admits_by_namespace_labels() {
-    let mut p = pool("prod", &["198.51.100.0/24"]);
-    p.restriction = Some(Restriction {
-        namespaces: Some(NamespaceRestriction {
-            names: Default::default(),
-            selectors: vec![selector(&[("env", "prod")])],
-        }),
-        service_selectors: vec![],
-    });
-    let mut a = alloc(vec![p]);
-    let mut s = svc("s");
-    assert!(matches!(
-        a.assign(&s),
-        Err(AllocError::NoPoolForService { .. })
-    ));
-    s.namespace_labels = labels(&[("env", "prod")]);
-    assert_ips(&mut a, &s, &["198.51.100.0"]);
-}
-
-#[test]
 fn service_selector_admits_by_service_labels() {
     let mut a = alloc(vec![
         for_services(pool("web", &["198.51.100.0/24"]), &[("tier", "web")]),
@@ -678,10 +655,7 @@ fn service_selector_admits_by_service_labels() {
 fn namespace_and_service_restrictions_must_both_hold() {
     let mut p = pool("p", &["198.51.100.0/24"]);
     p.restriction = Some(Restriction {
-        namespaces: Some(NamespaceRestriction {
-            names: ["team".to_owned()].into(),
-            selectors: vec![],
-        }),
+        namespaces: Some(["team".to_owned()].into()),
         service_selectors: vec![selector(&[("tier", "web")])],
     });
     let mut a = alloc(vec![p]);

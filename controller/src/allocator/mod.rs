@@ -1,14 +1,15 @@
 //! IP address allocation for LoadBalancer Services (SPEC §3, §4).
 //!
 //! Contract: pure logic, no async, no I/O, no Kubernetes types. The reconciler feeds it pools
-//! ([`PoolSpec`], converted from the config snapshot) and Services ([`ServiceRequest`], built with
+//! ([`PoolSpec`], converted from the config snapshot by [`pools_from_config`]) and Services ([`ServiceRequest`], built with
 //! [`parse_annotations`]) and persists the resulting [`Assignment`]s in the Services only; after a
 //! restart it rebuilds an allocator by [`Allocator::claim`]ing what every Service's status holds,
 //! before any [`Allocator::assign`].
 //!
 //! Rules:
 //! - **Candidates.** A requested IP (annotation or `spec.loadBalancerIP`) must lie in a pool that
-//!   admits the Service (`serviceAllocation` namespaces, namespace selectors, Service selectors),
+//!   admits the Service (`serviceAllocation` namespaces and namespace selectors, resolved to names
+//!   by the config model, and Service selectors),
 //!   in the requested pool if one is named, be of a wanted family, not be avoided
 //!   (`avoidBuggyIPs`), and be free or shareable. Without a requested IP, the requested pool is the
 //!   only candidate; without either, every admitting pool with `autoAssign` is, in the order:
@@ -38,6 +39,7 @@ mod error;
 mod free;
 mod pool;
 mod service;
+mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -50,11 +52,12 @@ pub use self::annotations::{
 };
 pub use self::error::AllocError;
 use self::free::{FreeIntervals, is_buggy};
-pub use self::pool::{LabelMatcher, NamespaceRestriction, PoolSpec, Restriction};
+pub use self::pool::{LabelMatcher, PoolSpec, Restriction};
 use self::service::Holder;
 pub use self::service::{
     FamilyPolicy, Labels, Protocol, ServiceKey, ServicePort, ServiceRequest, TrafficPolicy,
 };
+pub use self::snapshot::pools_from_config;
 
 /// The addresses a Service holds, all from one pool, in `ipFamilies` order.
 #[derive(Debug, Clone, PartialEq, Eq)]

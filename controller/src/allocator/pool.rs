@@ -35,17 +35,12 @@ pub struct PoolSpec {
 /// its labels are selected.
 #[derive(Debug, Clone, Default)]
 pub struct Restriction {
+    /// Namespaces allowed, listed or selected by label (the config model resolves namespace
+    /// selectors against the Namespaces, so a relabelled Namespace arrives as a pool change);
     /// `None`: any namespace.
-    pub namespaces: Option<NamespaceRestriction>,
+    pub namespaces: Option<BTreeSet<String>>,
     /// Any one must match the Service's labels; empty means any Service.
     pub service_selectors: Vec<Arc<dyn LabelMatcher>>,
-}
-
-/// Namespaces allowed by name or by label; a Service's namespace must be listed or selected.
-#[derive(Debug, Clone, Default)]
-pub struct NamespaceRestriction {
-    pub names: BTreeSet<String>,
-    pub selectors: Vec<Arc<dyn LabelMatcher>>,
 }
 
 impl PoolSpec {
@@ -54,13 +49,10 @@ impl PoolSpec {
         let Some(restriction) = &self.restriction else {
             return true;
         };
-        let namespace_ok = restriction.namespaces.as_ref().is_none_or(|ns| {
-            ns.names.contains(&service.key.namespace)
-                || ns
-                    .selectors
-                    .iter()
-                    .any(|s| s.matches(&service.namespace_labels))
-        });
+        let namespace_ok = restriction
+            .namespaces
+            .as_ref()
+            .is_none_or(|names| names.contains(&service.key.namespace));
         let service_ok = restriction.service_selectors.is_empty()
             || restriction
                 .service_selectors

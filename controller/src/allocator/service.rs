@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ferrolb_config::addresses::Family;
 
-/// Labels of a Service, a Namespace or a pod selector.
+/// Labels of a Service, or a pod selector.
 pub type Labels = BTreeMap<String, String>;
 
 /// `namespace/name` of a Service; orders by namespace, then name.
@@ -83,8 +83,6 @@ pub struct ServicePort {
 pub struct ServiceRequest {
     pub key: ServiceKey,
     pub labels: Labels,
-    /// Labels of the Service's Namespace (for pools restricted by namespace selector).
-    pub namespace_labels: Labels,
     /// Explicitly requested addresses: one, or two of different families.
     pub requested_ips: Vec<IpAddr>,
     /// Explicitly requested pool.
