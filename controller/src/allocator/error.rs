@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use ferrolb_config::addresses::{AddressRange, Family};
+use ferrolb_config::addresses::Family;
 
 use super::service::{Protocol, ServiceKey};
 
@@ -89,7 +89,8 @@ pub enum AllocError {
     OverlappingPools {
         first: String,
         second: String,
-        range: AddressRange,
+        /// The first shared range, as `ferrolb_config::addresses::AddressRange` displays it.
+        range: String,
     },
     #[error("pool {pool:?} is given twice")]
     DuplicatePool { pool: String },

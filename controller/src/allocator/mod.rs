@@ -796,7 +796,7 @@ fn validate_pools(pools: &[PoolSpec]) -> Result<(), AllocError> {
                 return Err(AllocError::OverlappingPools {
                     first: first.name.clone(),
                     second: second.name.clone(),
-                    range,
+                    range: range.to_string(),
                 });
             }
         }
