@@ -77,7 +77,11 @@ fn many_pools() -> Result<(), String> {
         // 198.18.0.0/15 (RFC 2544 benchmarking) cut into 64 blocks of 2,048.
         let base = 0xc612_0000u32 + index * 2048;
         let first = IpAddr::from(std::net::Ipv4Addr::from(base));
-        let mut spec = pool(&format!("pool-{index:02}"), &format!("{first}/21"), Some(index % 8))?;
+        let mut spec = pool(
+            &format!("pool-{index:02}"),
+            &format!("{first}/21"),
+            Some(index % 8),
+        )?;
         if index % 4 == 0 {
             spec.restriction = Some(Restriction {
                 namespaces: Some([format!("ns-{}", index % 16)].into()),
