@@ -851,31 +851,46 @@ fn sharing_services_have_the_same_owner() {
 
 #[test]
 fn shared_ip_owner_must_serve_every_service_on_it() {
-    // Both ETP=Local: only node-c has endpoints of both Services.
-    let world = four_nodes()
+    // Both ETP=Local: only node-c has endpoints of both Services. Several sharing keys, so that
+    // the hash alone would pick another node for some of them.
+    for key in ["dns", "ntp", "syslog", "ldap", "kerberos", "radius"] {
+        let sharing = |endpoints: Vec<Endpoint>| {
+            move |s: &mut Service| {
+                s.sharing_key = Some(key.into());
+                local_with(endpoints)(s);
+            }
+        };
+        let world = four_nodes()
+            .l2("all", json!({}))
+            .service_with(
+                "tcp",
+                &["198.51.100.53"],
+                sharing(vec![ready(Some("node-a")), ready(Some("node-c"))]),
+            )
+            .service_with(
+                "udp",
+                &["198.51.100.53"],
+                sharing(vec![ready(Some("node-b")), ready(Some("node-c"))]),
+            );
+        world.assert_owner("198.51.100.53", Some("node-c"));
+    }
+}
+
+#[test]
+fn not_ready_endpoint_that_is_not_terminating_is_not_usable() {
+    // kube-proxy falls back only to endpoints that are serving *and* terminating.
+    let world = World::new()
         .l2("all", json!({}))
+        .node("node-a", &[])
         .service_with(
-            "dns-tcp",
-            &["198.51.100.53"],
-            local_with(vec![ready(Some("node-a")), ready(Some("node-c"))]),
-        )
-        .service_with(
-            "dns-udp",
-            &["198.51.100.53"],
-            local_with(vec![ready(Some("node-b")), ready(Some("node-c"))]),
+            "web",
+            &["198.51.100.10"],
+            local_with(vec![Endpoint {
+                terminating: false,
+                ..serving_terminating("node-a")
+            }]),
         );
-    let world = World {
-        services: world
-            .services
-            .into_iter()
-            .map(|mut s| {
-                s.sharing_key = Some("dns".into());
-                s
-            })
-            .collect(),
-        ..world
-    };
-    world.assert_owner("198.51.100.53", Some("node-c"));
+    world.assert_owner("198.51.100.10", None);
 }
 
 #[test]
@@ -1448,6 +1463,14 @@ proptest! {
                     prop_assert_eq!(claimants, vec![owner.as_str()], "{}", ip);
                 }
                 None => prop_assert!(claimants.is_empty(), "{} claimed without owner", ip),
+            }
+        }
+        // The owner of an IP serves every Service on it.
+        for service in &world.services {
+            for ip in &service.ips {
+                if let Some(owner) = first.l2.get(ip).and_then(|d| d.owner.as_deref()) {
+                    prop_assert!(service.served_at(owner), "{} cannot serve {} on {}", owner, service.name, ip);
+                }
             }
         }
         // All IPs of one Service share an owner unless the group had to split.
