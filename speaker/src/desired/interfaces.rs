@@ -50,8 +50,8 @@ impl Interface {
     }
 }
 
-/// Interface name patterns never chosen by subnet match. `*` matches any run of characters
-/// (also none), `?` exactly one; everything else matches itself.
+/// Interface name patterns never chosen by subnet match. `*` matches any run of bytes (also
+/// none), `?` exactly one; everything else matches itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceExclusions {
     patterns: Vec<String>,
@@ -80,21 +80,22 @@ impl InterfaceExclusions {
     }
 }
 
-/// Glob match of `pattern` against the whole of `name` (iterative, with backtracking to the last
-/// `*`, so it runs in O(len(pattern) × len(name)) at worst and never recurses).
+/// Glob match of `pattern` against the whole of `name`, byte by byte (Linux interface names are
+/// byte strings, so `?` stands for one byte). Iterative,
+/// with backtracking to the last `*`, so it runs in O(len(pattern) × len(name)) at worst and never
+/// recurses or allocates.
 fn glob_matches(pattern: &str, name: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let name: Vec<char> = name.chars().collect();
+    let (pattern, name) = (pattern.as_bytes(), name.as_bytes());
     let (mut p, mut n) = (0, 0);
     // Position of the last `*` seen and the name position it currently stands for.
     let mut star: Option<(usize, usize)> = None;
     while n < name.len() {
         match pattern.get(p) {
-            Some('*') => {
+            Some(b'*') => {
                 star = Some((p, n));
                 p += 1;
             }
-            Some(c) if *c == '?' || *c == name[n] => {
+            Some(c) if *c == b'?' || Some(c) == name.get(n) => {
                 p += 1;
                 n += 1;
             }
@@ -109,7 +110,11 @@ fn glob_matches(pattern: &str, name: &str) -> bool {
             },
         }
     }
-    pattern[p..].iter().all(|c| *c == '*')
+    pattern
+        .get(p..)
+        .unwrap_or_default()
+        .iter()
+        .all(|c| *c == b'*')
 }
 
 #[cfg(test)]

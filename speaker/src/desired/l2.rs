@@ -10,13 +10,13 @@ use crate::election::{Candidate, ElectionKey, elect};
 
 /// Why a node may announce one IP: its preference weight and the interfaces to announce on.
 #[derive(Debug, Clone, Default)]
-struct Fit {
+struct Fit<'a> {
     weight: u32,
-    interfaces: BTreeSet<String>,
+    interfaces: BTreeSet<&'a str>,
 }
 
 /// The eligible nodes of one IP, by name.
-type Eligible<'a> = BTreeMap<&'a str, Fit>;
+type Eligible<'a> = BTreeMap<&'a str, Fit<'a>>;
 
 /// One IP of one election group: the Services holding it and the nodes eligible for it on behalf
 /// of all of them.
@@ -26,46 +26,70 @@ struct GroupIp<'a> {
 }
 
 pub(super) fn desired(inputs: &Inputs<'_>) -> BTreeMap<IpAddr, L2Ip> {
-    // (service index, IP, eligible nodes) for every IP an L2Advertisement covers.
-    let mut claims: Vec<(usize, IpAddr, Eligible<'_>)> = Vec::new();
+    // Per-node facts that do not depend on the IP, worked out once.
+    let views: Vec<NodeView<'_>> = inputs
+        .nodes
+        .values()
+        .filter(|node| node.may_announce())
+        .filter_map(|node| {
+            let interfaces = inputs
+                .interfaces_of(node)?
+                .iter()
+                .filter(|i| i.up)
+                .map(|i| (i, inputs.exclusions.excludes(&i.name)))
+                .collect();
+            Some(NodeView { node, interfaces })
+        })
+        .collect();
+    // Every (Service, IP) that an L2Advertisement covers, with those advertisements.
+    let mut covered: Vec<Covered<'_>> = Vec::new();
     for (index, service) in inputs.services.iter().enumerate() {
         for ip in distinct_ips(service) {
             let advertisements = advertisements_for(inputs, service, ip);
-            if advertisements.is_empty() {
-                continue;
+            if !advertisements.is_empty() {
+                covered.push(Covered {
+                    index,
+                    ip,
+                    advertisements,
+                });
             }
-            let eligible = inputs
-                .nodes
-                .values()
-                .filter_map(|node| {
-                    Some((
-                        node.name.as_str(),
-                        fit(inputs, node, service, ip, &advertisements)?,
-                    ))
-                })
-                .collect();
-            claims.push((index, ip, eligible));
         }
     }
+    let mut covered_of: BTreeMap<usize, Vec<&Covered<'_>>> = BTreeMap::new();
+    for entry in &covered {
+        covered_of.entry(entry.index).or_default().push(entry);
+    }
 
+    // One group at a time, so only that group's eligibility maps are held in memory.
     let mut decisions = BTreeMap::new();
-    for (key, members) in groups(inputs.services, &claims) {
+    for (key, members) in groups(inputs.services, &covered) {
         let mut ips: BTreeMap<IpAddr, GroupIp<'_>> = BTreeMap::new();
-        for (index, ip, eligible) in claims.iter().filter(|c| members.contains(&c.0)) {
-            let Some(service) = inputs.services.get(*index) else {
+        let entries = members
+            .iter()
+            .filter_map(|member| covered_of.get(member))
+            .flatten();
+        for entry in entries {
+            let Some(service) = inputs.services.get(entry.index) else {
                 continue;
             };
-            match ips.get_mut(ip) {
+            let eligible: Eligible<'_> = views
+                .iter()
+                .filter_map(|view| {
+                    let fit = fit(inputs, view, service, entry.ip, &entry.advertisements)?;
+                    Some((view.node.name.as_str(), fit))
+                })
+                .collect();
+            match ips.get_mut(&entry.ip) {
                 Some(group_ip) => {
                     group_ip.services.insert(service.reference());
-                    group_ip.eligible = intersect(&group_ip.eligible, eligible);
+                    group_ip.eligible = intersect(&group_ip.eligible, &eligible);
                 }
                 None => {
                     ips.insert(
-                        *ip,
+                        entry.ip,
                         GroupIp {
                             services: BTreeSet::from([service.reference()]),
-                            eligible: eligible.clone(),
+                            eligible,
                         },
                     );
                 }
@@ -74,6 +98,13 @@ pub(super) fn desired(inputs: &Inputs<'_>) -> BTreeMap<IpAddr, L2Ip> {
         decide(inputs, &key, ips, &mut decisions);
     }
     decisions
+}
+
+/// A Service IP that L2Advertisements cover: the Service's index and the advertisements.
+struct Covered<'c> {
+    index: usize,
+    ip: IpAddr,
+    advertisements: Vec<&'c L2Advertisement>,
 }
 
 /// The L2Advertisements that cover `ip`'s pool and select `service`.
@@ -93,25 +124,32 @@ fn advertisements_for<'c>(
         .collect()
 }
 
-/// Whether `node` is eligible for `ip` of `service`, and with which weight and interfaces.
-fn fit(
+/// A node that may announce (neither excluded nor `NetworkUnavailable`, interfaces known), with
+/// its up interfaces and whether an exclusion pattern matches each.
+struct NodeView<'a> {
+    node: &'a Node,
+    interfaces: Vec<(&'a Interface, bool)>,
+}
+
+/// Whether the node is eligible for `ip` of `service`, and with which weight and interfaces.
+fn fit<'a>(
     inputs: &Inputs<'_>,
-    node: &Node,
+    view: &NodeView<'a>,
     service: &Service,
     ip: IpAddr,
     advertisements: &[&L2Advertisement],
-) -> Option<Fit> {
-    if !node.may_announce() || !service.served_at(&node.name) {
+) -> Option<Fit<'a>> {
+    let node = view.node;
+    if !service.served_at(&node.name) {
         return None;
     }
-    let interfaces = inputs.interfaces_of(node)?;
     let mut found: Option<Fit> = None;
     for advertisement in advertisements {
         if !selected(&advertisement.node_selectors, &node.labels) {
             continue;
         }
-        let usable = announce_interfaces(inputs, advertisement, interfaces, ip);
-        if usable.is_empty() {
+        let mut usable = announce_interfaces(advertisement, &view.interfaces, ip).peekable();
+        if usable.peek().is_none() {
             continue;
         }
         let weight = advertisement
@@ -123,30 +161,30 @@ fn fit(
             .unwrap_or(0);
         let entry = found.get_or_insert_with(Fit::default);
         entry.weight = entry.weight.max(weight);
-        entry.interfaces.extend(usable);
+        // Only this node's interfaces end up in the output; for the others eligibility is enough.
+        if node.name == inputs.node {
+            entry.interfaces.extend(usable);
+        }
     }
     found
 }
 
-/// The interfaces of a node on which `advertisement` lets it announce `ip`.
-fn announce_interfaces(
-    inputs: &Inputs<'_>,
-    advertisement: &L2Advertisement,
-    interfaces: &[Interface],
+/// The up interfaces of a node on which `advertisement` lets it announce `ip`.
+fn announce_interfaces<'a, 'v>(
+    advertisement: &'v L2Advertisement,
+    interfaces: &'v [(&'a Interface, bool)],
     ip: IpAddr,
-) -> BTreeSet<String> {
+) -> impl Iterator<Item = &'a str> + 'v {
     interfaces
         .iter()
-        .filter(|i| i.up)
-        .filter(|i| {
+        .filter(move |(interface, excluded)| {
             if advertisement.interfaces.is_empty() {
-                !inputs.exclusions.excludes(&i.name) && i.subnet_holds(ip)
+                !excluded && interface.subnet_holds(ip)
             } else {
-                advertisement.interfaces.contains(&i.name)
+                advertisement.interfaces.contains(&interface.name)
             }
         })
-        .map(|i| i.name.clone())
-        .collect()
+        .map(|(interface, _)| interface.name.as_str())
 }
 
 /// Nodes eligible in both, with the higher weight and the interfaces of both.
@@ -158,7 +196,7 @@ fn intersect<'a>(a: &Eligible<'a>, b: &Eligible<'a>) -> Eligible<'a> {
                 *node,
                 Fit {
                     weight: fit_a.weight.max(fit_b.weight),
-                    interfaces: fit_a.interfaces.union(&fit_b.interfaces).cloned().collect(),
+                    interfaces: fit_a.interfaces.union(&fit_b.interfaces).copied().collect(),
                 },
             ))
         })
@@ -167,18 +205,15 @@ fn intersect<'a>(a: &Eligible<'a>, b: &Eligible<'a>) -> Eligible<'a> {
 
 /// Election groups: Services linked by a common IP or a common election key (the sharing key),
 /// each group named by the smallest key among its Services, with its members' indexes.
-fn groups(
-    services: &[Service],
-    claims: &[(usize, IpAddr, Eligible<'_>)],
-) -> BTreeMap<ElectionKey, BTreeSet<usize>> {
-    let claimed: BTreeSet<usize> = claims.iter().map(|c| c.0).collect();
+fn groups(services: &[Service], covered: &[Covered<'_>]) -> BTreeMap<ElectionKey, BTreeSet<usize>> {
+    let claimed: BTreeSet<usize> = covered.iter().map(|c| c.index).collect();
     // Union-find over service indexes.
     let mut parent: BTreeMap<usize, usize> = claimed.iter().map(|i| (*i, *i)).collect();
     let mut first_by_ip: BTreeMap<IpAddr, usize> = BTreeMap::new();
     let mut first_by_key: BTreeMap<ElectionKey, usize> = BTreeMap::new();
-    for (index, ip, _) in claims {
-        let first = *first_by_ip.entry(*ip).or_insert(*index);
-        union(&mut parent, first, *index);
+    for entry in covered {
+        let first = *first_by_ip.entry(entry.ip).or_insert(entry.index);
+        union(&mut parent, first, entry.index);
     }
     for index in &claimed {
         if let Some(service) = services.get(*index) {
@@ -273,7 +308,7 @@ fn decide(
         let interfaces = owner
             .filter(|owner| *owner == inputs.node)
             .and_then(|owner| group_ip.eligible.get(owner))
-            .map(|fit| fit.interfaces.clone())
+            .map(|fit| fit.interfaces.iter().map(|i| (*i).to_owned()).collect())
             .unwrap_or_default();
         decisions.insert(
             ip,
