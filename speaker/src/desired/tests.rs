@@ -1473,6 +1473,12 @@ proptest! {
                 }
             }
         }
+        // The order in which the watch caches list Services changes nothing.
+        let mut reversed = world.clone();
+        reversed.services.reverse();
+        if let Some(node) = live.first() {
+            prop_assert_eq!(&reversed.desired_with(&config, node), &results[node.as_str()]);
+        }
         // All IPs of one Service share an owner unless the group had to split.
         for service in &world.services {
             let decisions: Vec<&L2Ip> = service.ips.iter().filter_map(|ip| first.l2.get(ip)).collect();
