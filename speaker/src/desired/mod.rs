@@ -118,9 +118,8 @@ impl fmt::Display for ServiceRef {
     }
 }
 
-/// One endpoint of an EndpointSlice, with its conditions resolved as the API defines them
-/// (`ready` unset means true, `serving` unset means the value of `ready`, `terminating` unset
-/// means false).
+/// One endpoint of an EndpointSlice, with its conditions resolved
+/// ([`Endpoint::from_conditions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// `nodeName`; `None` when the slice does not say.
@@ -128,6 +127,26 @@ pub struct Endpoint {
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
+}
+
+impl Endpoint {
+    /// An endpoint from the optional conditions of `discovery.k8s.io/v1` EndpointConditions,
+    /// reading unset fields as kube-proxy does: `ready` and `serving` unset mean true (the API:
+    /// an unknown state "should be interpreted as ready"), `terminating` unset means false.
+    pub fn from_conditions(
+        node: Option<String>,
+        ready: Option<bool>,
+        serving: Option<bool>,
+        terminating: Option<bool>,
+    ) -> Endpoint {
+        let ready = ready.unwrap_or(true);
+        Endpoint {
+            node,
+            ready,
+            serving: serving.unwrap_or(true),
+            terminating: terminating.unwrap_or(false),
+        }
+    }
 }
 
 /// A LoadBalancer Service of our class with the IPs the controller gave it.

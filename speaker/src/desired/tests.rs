@@ -627,6 +627,16 @@ fn terminating_endpoint_that_stopped_serving_is_not_usable() {
 }
 
 #[test]
+fn unset_endpoint_conditions_follow_the_api_defaults() {
+    let unknown = Endpoint::from_conditions(Some("node-a".into()), None, None, None);
+    assert_eq!(unknown, ready(Some("node-a")));
+    let draining = Endpoint::from_conditions(None, Some(false), Some(true), Some(true));
+    assert!(!draining.ready && draining.serving && draining.terminating);
+    let not_ready = Endpoint::from_conditions(None, Some(false), None, None);
+    assert!(!not_ready.ready && not_ready.serving && !not_ready.terminating);
+}
+
+#[test]
 fn etp_cluster_service_without_usable_endpoint_has_no_owner() {
     let world = World::new()
         .l2("all", json!({}))
