@@ -9,7 +9,13 @@
 //! Every speaker runs the same function on the same inputs, so the layer-2 owner of each IP is
 //! agreed without coordination (see [`crate::election`]). Agreement therefore needs every input
 //! that decides another node's eligibility to be visible to all speakers; that is why [`Node`]
-//! carries the interfaces *that node* reports, not only this node's own.
+//! carries the interfaces *that node* reports, not only this node's own. A node that has not
+//! reported its interfaces yet is not eligible on any speaker; until a changed report has reached
+//! everyone, speakers may briefly disagree, exactly as they do while membership converges.
+//!
+//! The pool of an IP is the pool that holds it ([`Config::pool_of`]); pools in a snapshot never
+//! overlap, so this is the pool named by `ferrolb.io/allocated-from-pool` whenever that annotation is
+//! current, and an IP that left every pool (about to be released, SPEC §4) is not announced.
 //!
 //! # Endpoints (both modes)
 //! An endpoint is *usable* as kube-proxy treats it (KEP-1669): the ready endpoints of a Service;
@@ -26,7 +32,7 @@
 //! - the node has an interface for it: when the advertisement lists `interfaces`, one of those that
 //!   is up (the operator's explicit choice overrides the subnet rule and the exclusion patterns);
 //!   otherwise an up interface, not matched by [`InterfaceExclusions`], whose subnet holds the IP;
-//! - the Service has a usable endpoint: on this node for `externalTrafficPolicy: Local`, anywhere
+//! - the Service has a usable endpoint: on that node for `externalTrafficPolicy: Local`, anywhere
 //!   for `Cluster` (as in BGP mode, SPEC §6, and as MetalLB users expect: an IP with no backend is
 //!   not announced, so clients fail fast instead of reaching a node that drops the traffic).
 //!
