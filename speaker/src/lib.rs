@@ -4,6 +4,7 @@
 
 pub mod bfd;
 pub mod bgp;
+pub mod desired;
 pub mod election;
 pub mod l2;
 pub mod membership;
