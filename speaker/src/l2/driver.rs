@@ -1,0 +1,327 @@
+//! The layer-2 driver: the thin tokio edge around the sans-IO [`Announcer`].
+//!
+//! ```text
+//!  control plane ──Command (Gained/Lost)──┐
+//!                                         ▼
+//!  reader task per packet socket ──frame──▶ driver loop ──▶ Announcer::handle(now, input)
+//!  (ARP, NDP of each interface)            │  ▲                   │
+//!                                          │  └── sleep until next_wakeup() → Tick
+//!                                          ▼
+//!              Output::Send → packet socket of the interface
+//!              Output::JoinGroup/LeaveGroup → IPV6_JOIN_GROUP / IPV6_LEAVE_GROUP
+//!              Output::Conflict → log + Event::Conflict
+//!              counters → watch channel after every step
+//! ```
+//!
+//! Contract:
+//! - An interface's sockets ([`link`]) are opened when the first IP is gained on it and stay open
+//!   while the driver runs; they belong to the network namespace of the thread that runs the
+//!   driver. A gain on an interface that cannot be opened is reported as
+//!   [`Event::LinkUnavailable`] and forgotten: the control plane's next resync retries it.
+//! - A loss takes effect at once: the announcer stops answering and announcing before the next
+//!   frame is read.
+//! - The driver stops when every [`Command`] sender is dropped; its sockets close with it, which
+//!   also leaves every multicast group.
+//! - Nothing that arrives from the wire can stop the driver: malformed frames are counted by the
+//!   announcer, socket errors are counted and logged here.
+//!
+//! Interfaces are looked up (index, MAC) once, when opened. Following links and addresses through
+//! netlink events (a changed MAC, a re-created interface) is not done here yet.
+
+mod link;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+pub use self::link::LinkError;
+use self::link::{Link, PacketSocket};
+use super::MacAddr;
+use super::announcer::{Announcer, AnnouncerConfig, Counters, Input, Output};
+
+/// What the control plane tells the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// This node now owns `ip` on `interface`.
+    Gained { ip: IpAddr, interface: String },
+    /// This node no longer owns `ip` on `interface`.
+    Lost { ip: IpAddr, interface: String },
+}
+
+/// What the driver reports back.
+#[derive(Debug)]
+pub enum Event {
+    /// Another station claims an owned IP (RFC 5227 §2.4).
+    Conflict {
+        ip: IpAddr,
+        foreign_mac: MacAddr,
+        interface: String,
+    },
+    /// `ip` could not be taken on `interface` because its sockets could not be opened.
+    LinkUnavailable { ip: IpAddr, error: LinkError },
+}
+
+/// The announcer's counters plus the driver's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DriverCounters {
+    pub announcer: Counters,
+    /// Frames handed to the kernel.
+    pub frames_sent: u64,
+    /// Frames the kernel refused (link down, queue full, …).
+    pub send_errors: u64,
+    /// Errors reading a packet socket.
+    pub receive_errors: u64,
+    /// Multicast joins or leaves the kernel refused.
+    pub group_errors: u64,
+}
+
+/// The control plane's side of a running driver.
+#[derive(Debug)]
+pub struct DriverHandle {
+    /// Ownership changes; dropping every sender stops the driver.
+    pub commands: mpsc::Sender<Command>,
+    /// Conflicts and unavailable links; events are dropped when this is full (the counters and
+    /// the log still show them).
+    pub events: mpsc::Receiver<Event>,
+    /// The latest counters.
+    pub counters: watch::Receiver<DriverCounters>,
+}
+
+/// Depth of the command, frame and event queues.
+const QUEUE: usize = 1024;
+/// Pause after a socket read error, so an error that repeats cannot spin the CPU.
+const RECEIVE_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One frame (or read error) from a reader task.
+struct Received {
+    interface: Arc<str>,
+    frame: std::io::Result<Vec<u8>>,
+}
+
+/// The driver; [`Driver::run`] it on a tokio runtime inside the node's network namespace.
+#[derive(Debug)]
+pub struct Driver {
+    announcer: Announcer,
+    links: std::collections::BTreeMap<String, Link>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    counters: watch::Sender<DriverCounters>,
+    own_counters: DriverCounters,
+}
+
+impl Driver {
+    pub fn new(config: AnnouncerConfig) -> (Driver, DriverHandle) {
+        let (commands_tx, commands) = mpsc::channel(QUEUE);
+        let (events, events_rx) = mpsc::channel(QUEUE);
+        let (counters, counters_rx) = watch::channel(DriverCounters::default());
+        let driver = Driver {
+            announcer: Announcer::new(config),
+            links: std::collections::BTreeMap::new(),
+            commands,
+            events,
+            counters,
+            own_counters: DriverCounters::default(),
+        };
+        let handle = DriverHandle {
+            commands: commands_tx,
+            events: events_rx,
+            counters: counters_rx,
+        };
+        (driver, handle)
+    }
+
+    /// Runs until every command sender is dropped.
+    pub async fn run(mut self) {
+        let (received_tx, mut received) = mpsc::channel::<Received>(QUEUE);
+        let mut readers = JoinSet::new();
+        loop {
+            let wakeup = self.announcer.next_wakeup();
+            tokio::select! {
+                command = self.commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.apply(command, &received_tx, &mut readers).await;
+                }
+                Some(Received { interface, frame }) = received.recv() => match frame {
+                    Ok(frame) => {
+                        let input = Input::Frame { interface: &interface, frame: &frame };
+                        let outputs = self.announcer.handle(Instant::now(), input);
+                        self.carry_out(outputs).await;
+                    }
+                    Err(error) => {
+                        self.own_counters.receive_errors += 1;
+                        warn!(%interface, %error, "reading ARP/NDP frames failed");
+                    }
+                },
+                () = sleep_until(wakeup) => {
+                    let outputs = self.announcer.handle(Instant::now(), Input::Tick);
+                    self.carry_out(outputs).await;
+                }
+            }
+            self.publish_counters();
+        }
+        readers.shutdown().await;
+    }
+
+    async fn apply(
+        &mut self,
+        command: Command,
+        received: &mpsc::Sender<Received>,
+        readers: &mut JoinSet<()>,
+    ) {
+        let outputs = match command {
+            Command::Gained { ip, interface } => {
+                let mac = match self.link(&interface, received, readers) {
+                    Ok(link) => link.mac,
+                    Err(error) => {
+                        warn!(%ip, %error, "cannot announce");
+                        let _ = self.events.try_send(Event::LinkUnavailable { ip, error });
+                        return;
+                    }
+                };
+                debug!(%ip, %interface, %mac, "gained");
+                self.announcer.handle(
+                    Instant::now(),
+                    Input::Gained {
+                        ip,
+                        interface: &interface,
+                        mac,
+                    },
+                )
+            }
+            Command::Lost { ip, interface } => {
+                debug!(%ip, %interface, "lost");
+                self.announcer.handle(
+                    Instant::now(),
+                    Input::Lost {
+                        ip,
+                        interface: &interface,
+                    },
+                )
+            }
+        };
+        self.carry_out(outputs).await;
+    }
+
+    /// The open link named `interface`, opening it (and starting its readers) on first use.
+    fn link(
+        &mut self,
+        interface: &str,
+        received: &mpsc::Sender<Received>,
+        readers: &mut JoinSet<()>,
+    ) -> Result<&Link, LinkError> {
+        if !self.links.contains_key(interface) {
+            let link = Link::open(interface)?;
+            debug!(interface, index = link.index, mac = %link.mac, "opened ARP/NDP sockets");
+            let name: Arc<str> = Arc::from(interface);
+            for socket in [&link.arp, &link.ndp] {
+                readers.spawn(read_frames(name.clone(), socket.clone(), received.clone()));
+            }
+            self.links.insert(interface.to_owned(), link);
+        }
+        self.links
+            .get(interface)
+            .ok_or_else(|| LinkError::NotFound {
+                interface: interface.to_owned(),
+            })
+    }
+
+    async fn carry_out(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Send { interface, frame } => {
+                    let Some(link) = self.links.get(&interface) else {
+                        self.own_counters.send_errors += 1;
+                        continue;
+                    };
+                    match link.send(&frame).await {
+                        Ok(()) => self.own_counters.frames_sent += 1,
+                        Err(error) => {
+                            self.own_counters.send_errors += 1;
+                            warn!(%interface, %error, "sending an ARP/NDP frame failed");
+                        }
+                    }
+                }
+                Output::JoinGroup { interface, group } => {
+                    let result = self.links.get(&interface).map(|link| link.join(group));
+                    self.count_group_result(&interface, group, "join", result);
+                }
+                Output::LeaveGroup { interface, group } => {
+                    let result = self.links.get(&interface).map(|link| link.leave(group));
+                    self.count_group_result(&interface, group, "leave", result);
+                }
+                Output::Conflict {
+                    ip,
+                    foreign_mac,
+                    interface,
+                } => {
+                    warn!(%ip, %foreign_mac, %interface, "another station claims an owned address");
+                    let _ = self.events.try_send(Event::Conflict {
+                        ip,
+                        foreign_mac,
+                        interface,
+                    });
+                }
+            }
+        }
+    }
+
+    fn count_group_result(
+        &mut self,
+        interface: &str,
+        group: std::net::Ipv6Addr,
+        operation: &str,
+        result: Option<std::io::Result<()>>,
+    ) {
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                self.own_counters.group_errors += 1;
+                warn!(interface, %group, %error, "multicast {operation} failed");
+            }
+            None => self.own_counters.group_errors += 1,
+        }
+    }
+
+    fn publish_counters(&self) {
+        let counters = DriverCounters {
+            announcer: self.announcer.counters(),
+            ..self.own_counters
+        };
+        self.counters.send_if_modified(|current| {
+            let changed = *current != counters;
+            *current = counters;
+            changed
+        });
+    }
+}
+
+/// Forwards every frame of `socket` to the driver loop until the loop is gone.
+async fn read_frames(interface: Arc<str>, socket: PacketSocket, to_driver: mpsc::Sender<Received>) {
+    let mut buffer = link::receive_buffer();
+    loop {
+        let result = link::receive(&socket, &mut buffer).await;
+        let failed = result.is_err();
+        let frame = result.map(|len| buffer.get(..len).unwrap_or(&buffer).to_vec());
+        let received = Received {
+            interface: interface.clone(),
+            frame,
+        };
+        if to_driver.send(received).await.is_err() {
+            return;
+        }
+        if failed {
+            tokio::time::sleep(RECEIVE_ERROR_BACKOFF).await;
+        }
+    }
+}
+
+async fn sleep_until(wakeup: Option<Instant>) {
+    match wakeup {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
