@@ -367,3 +367,37 @@ fn foreign_claim_on_an_owned_address_is_reported_as_conflict() {
     );
     assert!(owner.counters().announcer.conflicts >= 2);
 }
+
+#[test]
+fn changed_interface_mac_is_followed_and_announced_to_the_client() {
+    let topo = lab(1);
+    let n1 = topo.node(1).expect("n1");
+    let mut speaker = Speaker::start(n1);
+    speaker.gain(VIP4);
+    speaker.gain(VIP6);
+    for ip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        assert_eq!(curl_body(&topo, ip), n1.name, "before the change, {ip}");
+    }
+
+    // A locally administered MAC the lab never assigns. Nothing tells the driver but the kernel's
+    // link notification; the client's REACHABLE entries would otherwise point at the old MAC for
+    // 15-45 s (base_reachable_time) and then take seconds of probing.
+    let new_mac = "02:00:00:00:0f:01";
+    n1.ns
+        .ip(&["link", "set", "dev", &n1.segment_if, "address", new_mac])
+        .expect("change the node's MAC");
+    assert_eq!(mac_text(mac_of(n1)), new_mac);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let moved = |ip| client_neighbour(&topo, ip).as_deref() == Some(new_mac);
+    while !(moved(IpAddr::V4(VIP4)) && moved(IpAddr::V6(VIP6))) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for ip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        assert_eq!(
+            client_neighbour(&topo, ip).as_deref(),
+            Some(new_mac),
+            "client's entry for {ip} follows the new MAC"
+        );
+        assert_eq!(curl_body(&topo, ip), n1.name, "after the change, {ip}");
+    }
+}

@@ -25,17 +25,22 @@
 //! - Nothing that arrives from the wire can stop the driver: malformed frames are counted by the
 //!   announcer, socket errors are counted and logged here.
 //!
-//! Interfaces are looked up (index, MAC) once, when opened. Following links and addresses through
-//! netlink events (a changed MAC, a re-created interface) is not done here yet.
+//! - Links are followed through rtnetlink notifications ([`netlink`]), not polling: when an
+//!   interface in use is deleted, re-created (new index) or changes its MAC, its sockets are
+//!   closed, re-opened if it exists, and every IP owned on it is gained again — with a new MAC that
+//!   restarts the announcement burst, so neighbours learn the new address at once. Which
+//!   interfaces are eligible for an IP (addresses, subnets) is the control plane's decision.
 
 mod link;
+mod netlink;
 
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
 
 pub use self::link::LinkError;
@@ -77,6 +82,9 @@ pub struct DriverCounters {
     pub receive_errors: u64,
     /// Multicast joins or leaves the kernel refused.
     pub group_errors: u64,
+    /// Link notifications missed (socket buffer overflow) or the link monitor failing; each
+    /// overflow triggers a re-check of every interface in use.
+    pub link_monitor_errors: u64,
 }
 
 /// The control plane's side of a running driver.
@@ -102,11 +110,34 @@ struct Received {
     frame: std::io::Result<Vec<u8>>,
 }
 
+/// What the link monitor task reports.
+enum LinkChange {
+    /// These interfaces were created, changed or deleted.
+    Links(Vec<String>),
+    /// Notifications were lost or the monitor failed: re-check every interface in use.
+    Missed(std::io::Error),
+}
+
+/// An open link and its two reader tasks, which end when it is dropped (closing the sockets).
+#[derive(Debug)]
+struct OpenLink {
+    link: Link,
+    readers: [AbortHandle; 2],
+}
+
+impl Drop for OpenLink {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
+}
+
 /// The driver; [`Driver::run`] it on a tokio runtime inside the node's network namespace.
 #[derive(Debug)]
 pub struct Driver {
     announcer: Announcer,
-    links: std::collections::BTreeMap<String, Link>,
+    links: BTreeMap<String, OpenLink>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     counters: watch::Sender<DriverCounters>,
@@ -120,7 +151,7 @@ impl Driver {
         let (counters, counters_rx) = watch::channel(DriverCounters::default());
         let driver = Driver {
             announcer: Announcer::new(config),
-            links: std::collections::BTreeMap::new(),
+            links: BTreeMap::new(),
             commands,
             events,
             counters,
@@ -137,7 +168,9 @@ impl Driver {
     /// Runs until every command sender is dropped.
     pub async fn run(mut self) {
         let (received_tx, mut received) = mpsc::channel::<Received>(QUEUE);
+        let (link_changes_tx, mut link_changes) = mpsc::channel::<LinkChange>(QUEUE);
         let mut readers = JoinSet::new();
+        readers.spawn(follow_links(link_changes_tx));
         loop {
             let wakeup = self.announcer.next_wakeup();
             tokio::select! {
@@ -156,6 +189,19 @@ impl Driver {
                         warn!(%interface, %error, "reading ARP/NDP frames failed");
                     }
                 },
+                Some(change) = link_changes.recv() => {
+                    let names = match change {
+                        LinkChange::Links(names) => names.into_iter().collect(),
+                        LinkChange::Missed(error) => {
+                            self.own_counters.link_monitor_errors += 1;
+                            warn!(%error, "link notifications missed, re-checking every interface");
+                            self.interfaces_in_use()
+                        }
+                    };
+                    for name in names {
+                        self.recheck(&name, &received_tx, &mut readers).await;
+                    }
+                }
                 () = sleep_until(wakeup) => {
                     let outputs = self.announcer.handle(Instant::now(), Input::Tick);
                     self.carry_out(outputs).await;
@@ -217,13 +263,15 @@ impl Driver {
             let link = Link::open(interface)?;
             debug!(interface, index = link.index, mac = %link.mac, "opened ARP/NDP sockets");
             let name: Arc<str> = Arc::from(interface);
-            for socket in [&link.arp, &link.ndp] {
-                readers.spawn(read_frames(name.clone(), socket.clone(), received.clone()));
-            }
-            self.links.insert(interface.to_owned(), link);
+            let readers = [&link.arp, &link.ndp].map(|socket| {
+                readers.spawn(read_frames(name.clone(), socket.clone(), received.clone()))
+            });
+            self.links
+                .insert(interface.to_owned(), OpenLink { link, readers });
         }
         self.links
             .get(interface)
+            .map(|open| &open.link)
             .ok_or_else(|| LinkError::NotFound {
                 interface: interface.to_owned(),
             })
@@ -233,11 +281,11 @@ impl Driver {
         for output in outputs {
             match output {
                 Output::Send { interface, frame } => {
-                    let Some(link) = self.links.get(&interface) else {
+                    let Some(open) = self.links.get(&interface) else {
                         self.own_counters.send_errors += 1;
                         continue;
                     };
-                    match link.send(&frame).await {
+                    match open.link.send(&frame).await {
                         Ok(()) => self.own_counters.frames_sent += 1,
                         Err(error) => {
                             self.own_counters.send_errors += 1;
@@ -246,12 +294,15 @@ impl Driver {
                     }
                 }
                 Output::JoinGroup { interface, group } => {
-                    let result = self.links.get(&interface).map(|link| link.join(group));
+                    let result = self.links.get(&interface).map(|open| open.link.join(group));
                     self.count_group_result(&interface, group, "join", result);
                 }
+                // Without an open link there is nothing to leave: closing its socket left every group.
                 Output::LeaveGroup { interface, group } => {
-                    let result = self.links.get(&interface).map(|link| link.leave(group));
-                    self.count_group_result(&interface, group, "leave", result);
+                    if let Some(open) = self.links.get(&interface) {
+                        let result = open.link.leave(group);
+                        self.count_group_result(&interface, group, "leave", Some(result));
+                    }
                 }
                 Output::Conflict {
                     ip,
@@ -272,7 +323,7 @@ impl Driver {
     fn count_group_result(
         &mut self,
         interface: &str,
-        group: std::net::Ipv6Addr,
+        group: Ipv6Addr,
         operation: &str,
         result: Option<std::io::Result<()>>,
     ) {
@@ -283,6 +334,81 @@ impl Driver {
                 warn!(interface, %group, %error, "multicast {operation} failed");
             }
             None => self.own_counters.group_errors += 1,
+        }
+    }
+
+    /// Interfaces with open sockets or owned IPs.
+    fn interfaces_in_use(&self) -> BTreeSet<String> {
+        let owned = self
+            .announcer
+            .owned()
+            .map(|(_, interface)| interface.to_owned());
+        self.links.keys().cloned().chain(owned).collect()
+    }
+
+    /// Brings `interface`'s sockets in line with the kernel's view of it after a link change.
+    async fn recheck(
+        &mut self,
+        interface: &str,
+        received: &mpsc::Sender<Received>,
+        readers: &mut JoinSet<()>,
+    ) {
+        let owned: Vec<IpAddr> = self
+            .announcer
+            .owned()
+            .filter(|(_, on)| *on == interface)
+            .map(|(ip, _)| ip)
+            .collect();
+        let open = self
+            .links
+            .get(interface)
+            .map(|open| (open.link.index, open.link.mac));
+        let current = match link::lookup(interface) {
+            Ok(current) => Some(current),
+            Err(LinkError::NotFound { .. } | LinkError::NoEthernetAddress { .. }) => None,
+            Err(error) => {
+                // Not knowing is no reason to close working sockets.
+                self.own_counters.link_monitor_errors += 1;
+                warn!(interface, %error, "cannot re-check interface");
+                return;
+            }
+        };
+        if (open.is_none() && owned.is_empty()) || (open.is_some() && open == current) {
+            return;
+        }
+        let Some(current) = current else {
+            // Gone: close its sockets but keep its IPs, so that they are announced again when the
+            // interface comes back (unless the control plane moves them elsewhere first).
+            if self.links.remove(interface).is_some() {
+                warn!(interface, "interface gone, its addresses are unreachable");
+                for ip in owned {
+                    let error = LinkError::NotFound {
+                        interface: interface.to_owned(),
+                    };
+                    let _ = self.events.try_send(Event::LinkUnavailable { ip, error });
+                }
+            }
+            return;
+        };
+        debug!(interface, ?open, ?current, "link changed, re-opening");
+        // Lose and gain again: leaves the groups on the old sockets, joins them on the new ones
+        // and restarts the announcements.
+        let now = Instant::now();
+        let mut outputs = Vec::new();
+        for ip in &owned {
+            outputs.extend(
+                self.announcer
+                    .handle(now, Input::Lost { ip: *ip, interface }),
+            );
+        }
+        self.carry_out(outputs).await;
+        self.links.remove(interface);
+        for ip in owned {
+            let command = Command::Gained {
+                ip,
+                interface: interface.to_owned(),
+            };
+            self.apply(command, received, readers).await;
         }
     }
 
@@ -311,6 +437,33 @@ async fn read_frames(interface: Arc<str>, socket: PacketSocket, to_driver: mpsc:
             frame,
         };
         if to_driver.send(received).await.is_err() {
+            return;
+        }
+        if failed {
+            tokio::time::sleep(RECEIVE_ERROR_BACKOFF).await;
+        }
+    }
+}
+
+/// Forwards rtnetlink link notifications to the driver loop until the loop is gone.
+async fn follow_links(to_driver: mpsc::Sender<LinkChange>) {
+    let socket = match netlink::link_monitor() {
+        Ok(socket) => socket,
+        Err(error) => {
+            let _ = to_driver.send(LinkChange::Missed(error)).await;
+            return;
+        }
+    };
+    let mut buffer = link::receive_buffer();
+    loop {
+        let change = match netlink::receive(&socket, &mut buffer).await {
+            Ok(len) => LinkChange::Links(netlink::changed_links(
+                buffer.get(..len).unwrap_or_default(),
+            )),
+            Err(error) => LinkChange::Missed(error),
+        };
+        let failed = matches!(change, LinkChange::Missed(_));
+        if to_driver.send(change).await.is_err() {
             return;
         }
         if failed {

@@ -181,7 +181,7 @@ pub(super) fn receive_buffer() -> Vec<u8> {
 }
 
 /// Interface index and MAC of `name` (its AF_PACKET entry in getifaddrs(3)).
-fn lookup(name: &str) -> Result<(u32, MacAddr), LinkError> {
+pub(super) fn lookup(name: &str) -> Result<(u32, MacAddr), LinkError> {
     let interfaces =
         nix::ifaddrs::getifaddrs().map_err(|source| LinkError::ListInterfaces { source })?;
     let mut found = false;
