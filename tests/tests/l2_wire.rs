@@ -15,10 +15,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ferrolb_lab::capture::{Frame, FrameKind, Mac};
+use ferrolb_lab::netns::NetNs;
 use ferrolb_lab::topology::{self, Client, Node, Topology, TopologyOptions};
 use ferrolb_speaker::l2::MacAddr;
 use ferrolb_speaker::l2::announcer::AnnouncerConfig;
+use ferrolb_speaker::l2::arp::ArpFrame;
 use ferrolb_speaker::l2::driver::{Command, Driver, DriverCounters, DriverHandle, Event};
+use ferrolb_speaker::l2::ndp::{NdpFrame, icmpv6_checksum};
 use nix::sched::{CloneFlags, setns};
 
 /// From the lab's L2 LoadBalancer pool (192.0.2.192/27, 2001:db8:2::1:0/112).
@@ -149,9 +152,12 @@ impl Drop for Speaker {
 }
 
 fn mac_of(node: &Node) -> Mac {
-    let out = node
-        .ns
-        .ip(&["-j", "link", "show", "dev", &node.segment_if])
+    link_mac(&node.ns, &node.segment_if)
+}
+
+fn link_mac(ns: &NetNs, interface: &str) -> Mac {
+    let out = ns
+        .ip(&["-j", "link", "show", "dev", interface])
         .expect("ip link show");
     let links: serde_json::Value = serde_json::from_str(&out).expect("ip -j link output");
     let text = links[0]["address"].as_str().expect("link has an address");
@@ -399,5 +405,100 @@ fn changed_interface_mac_is_followed_and_announced_to_the_client() {
             "client's entry for {ip} follows the new MAC"
         );
         assert_eq!(curl_body(&topo, ip), n1.name, "after the change, {ip}");
+    }
+}
+
+/// Sends raw Ethernet frames out of `interface` in `ns` (an AF_PACKET socket in Python: the lab
+/// has no frame injector, and the test crate has no `unsafe` for a `sockaddr_ll`).
+fn inject_frames(ns: &NetNs, interface: &str, frames: &[Vec<u8>]) {
+    const SEND: &str = "import socket, sys\n\
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+        s.bind((sys.argv[1], 0))\n\
+        for frame in sys.argv[2:]:\n    s.send(bytes.fromhex(frame))\n";
+    let mut argv = vec![
+        "python3".to_owned(),
+        "-c".into(),
+        SEND.into(),
+        interface.into(),
+    ];
+    argv.extend(
+        frames
+            .iter()
+            .map(|frame| frame.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+    );
+    ns.exec(&argv).expect("inject frames");
+}
+
+/// `frame` (Ethernet + IPv6 + ICMPv6) with its ICMPv6 checksum recomputed.
+fn with_icmpv6_checksum(mut frame: Vec<u8>) -> Vec<u8> {
+    let address = |at: usize| {
+        let mut octets = [0u8; 16];
+        octets.copy_from_slice(&frame[at..at + 16]);
+        Ipv6Addr::from(octets)
+    };
+    let (source, destination) = (address(22), address(38));
+    frame[56..58].fill(0);
+    let checksum = icmpv6_checksum(source, destination, &frame[54..]);
+    frame[56..58].copy_from_slice(&checksum.to_be_bytes());
+    frame
+}
+
+#[test]
+fn malformed_frames_are_counted_unanswered_and_do_not_stop_the_driver() {
+    let topo = lab(1);
+    let n1 = topo.node(1).expect("n1");
+    let cl2 = topo.client_ns(Client::L2).expect("L2 client");
+    let client_if = topo.prefix().name("seg").expect("segment interface name");
+    let client_mac = MacAddr(link_mac(cl2, &client_if));
+    let mut speaker = Speaker::start(n1);
+    speaker.gain(VIP4);
+    speaker.gain(VIP6);
+
+    let arp = ArpFrame::gratuitous_request(client_mac, Ipv4Addr::new(192, 0, 2, 100)).encode();
+    let ns =
+        NdpFrame::solicitation(client_mac, "2001:db8:2::100".parse().expect("v6"), VIP6).encode();
+    assert_eq!(
+        with_icmpv6_checksum(ns.clone()),
+        ns,
+        "checksum helper agrees"
+    );
+    let patched = |frame: &[u8], at: usize, value: u8| {
+        let mut frame = frame.to_vec();
+        frame[at] = value;
+        frame
+    };
+    let malformed = [
+        ("truncated ARP", arp[..30].to_vec()),
+        // Hardware type 6 (IEEE 802), not Ethernet.
+        ("ARP hardware type", patched(&arp, 15, 6)),
+        ("ARP operation", patched(&arp, 21, 9)),
+        // RFC 4861 §7.1.1: the hop limit must be 255.
+        ("NS hop limit", patched(&ns, 21, 64)),
+        ("NS checksum", patched(&ns, 56, ns[56] ^ 0xff)),
+        // RFC 4861 §7.1.1: the code must be 0 (checksum recomputed, so only the code is wrong).
+        ("NS code", with_icmpv6_checksum(patched(&ns, 55, 1))),
+    ];
+    for (what, frame) in malformed {
+        let before = speaker.counters();
+        inject_frames(cl2, &client_if, &[frame]);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while speaker.counters().announcer.malformed == before.announcer.malformed
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let after = speaker.counters();
+        assert_eq!(
+            after.announcer.malformed,
+            before.announcer.malformed + 1,
+            "{what}: counted as malformed: {after:?}"
+        );
+        assert_eq!(
+            after.announcer.requests_answered, before.announcer.requests_answered,
+            "{what}: not answered"
+        );
+    }
+    for ip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        assert_eq!(curl_body(&topo, ip), n1.name, "still answering for {ip}");
     }
 }
