@@ -207,6 +207,18 @@ fn answerers(frames: &[Frame], ip: IpAddr) -> Vec<Mac> {
         .collect()
 }
 
+/// Node 1 of `topo` with a speaker owning both addresses, and the L2 client with its segment
+/// interface.
+fn single_owner(topo: &Topology) -> (&Node, &NetNs, String, Speaker) {
+    let n1 = topo.node(1).expect("n1");
+    let cl2 = topo.client_ns(Client::L2).expect("L2 client");
+    let client_if = topo.prefix().name("seg").expect("segment interface name");
+    let mut speaker = Speaker::start(n1);
+    speaker.gain(VIP4);
+    speaker.gain(VIP6);
+    (n1, cl2, client_if, speaker)
+}
+
 #[test]
 fn owner_alone_answers_and_client_reaches_its_backend_over_ipv4_and_ipv6() {
     let topo = lab(2);
@@ -250,12 +262,7 @@ fn owner_alone_answers_and_client_reaches_its_backend_over_ipv4_and_ipv6() {
 #[test]
 fn lost_address_is_no_longer_answered() {
     let topo = lab(1);
-    let n1 = topo.node(1).expect("n1");
-    let cl2 = topo.client_ns(Client::L2).expect("L2 client");
-    let client_if = topo.prefix().name("seg").expect("segment interface name");
-    let mut speaker = Speaker::start(n1);
-    speaker.gain(VIP4);
-    speaker.gain(VIP6);
+    let (_, cl2, client_if, mut speaker) = single_owner(&topo);
     let arping = [
         "arping",
         "-c",
@@ -377,10 +384,7 @@ fn foreign_claim_on_an_owned_address_is_reported_as_conflict() {
 #[test]
 fn changed_interface_mac_is_followed_and_announced_to_the_client() {
     let topo = lab(1);
-    let n1 = topo.node(1).expect("n1");
-    let mut speaker = Speaker::start(n1);
-    speaker.gain(VIP4);
-    speaker.gain(VIP6);
+    let (n1, _, _, _speaker) = single_owner(&topo);
     for ip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
         assert_eq!(curl_body(&topo, ip), n1.name, "before the change, {ip}");
     }
@@ -446,13 +450,8 @@ fn with_icmpv6_checksum(mut frame: Vec<u8>) -> Vec<u8> {
 #[test]
 fn malformed_frames_are_counted_unanswered_and_do_not_stop_the_driver() {
     let topo = lab(1);
-    let n1 = topo.node(1).expect("n1");
-    let cl2 = topo.client_ns(Client::L2).expect("L2 client");
-    let client_if = topo.prefix().name("seg").expect("segment interface name");
+    let (n1, cl2, client_if, mut speaker) = single_owner(&topo);
     let client_mac = MacAddr(link_mac(cl2, &client_if));
-    let mut speaker = Speaker::start(n1);
-    speaker.gain(VIP4);
-    speaker.gain(VIP6);
 
     let arp = ArpFrame::gratuitous_request(client_mac, Ipv4Addr::new(192, 0, 2, 100)).encode();
     let ns =
