@@ -15,16 +15,15 @@
 //!
 //! Contract:
 //! - An interface's sockets ([`link`]) are opened when the first IP is gained on it and stay open
-//!   while the driver runs; they belong to the network namespace of the thread that runs the
-//!   driver. A gain on an interface that cannot be opened is reported as
+//!   until the driver stops or the interface changes (below); they belong to the network
+//!   namespace of the thread that runs the driver. A gain on an interface that cannot be opened is reported as
 //!   [`Event::LinkUnavailable`] and forgotten: the control plane's next resync retries it.
-//! - A loss takes effect at once: the announcer stops answering and announcing before the next
-//!   frame is read.
+//! - A loss takes effect at once: it is applied before any frame still queued is answered, and
+//!   nothing more is announced for the IP.
 //! - The driver stops when every [`Command`] sender is dropped; its sockets close with it, which
 //!   also leaves every multicast group.
 //! - Nothing that arrives from the wire can stop the driver: malformed frames are counted by the
 //!   announcer, socket errors are counted and logged here.
-//!
 //! - Links are followed through rtnetlink notifications ([`netlink`]), not polling: when an
 //!   interface in use is deleted, re-created (new index) or changes its MAC, its sockets are
 //!   closed, re-opened if it exists, and every IP owned on it is gained again — with a new MAC that
@@ -173,22 +172,14 @@ impl Driver {
         readers.spawn(follow_links(link_changes_tx));
         loop {
             let wakeup = self.announcer.next_wakeup();
+            // Biased, in this order: a queued loss is applied before any queued frame is answered,
+            // and a flood of frames cannot hold back commands or due announcements.
             tokio::select! {
+                biased;
                 command = self.commands.recv() => {
                     let Some(command) = command else { break };
                     self.apply(command, &received_tx, &mut readers).await;
                 }
-                Some(Received { interface, frame }) = received.recv() => match frame {
-                    Ok(frame) => {
-                        let input = Input::Frame { interface: &interface, frame: &frame };
-                        let outputs = self.announcer.handle(Instant::now(), input);
-                        self.carry_out(outputs).await;
-                    }
-                    Err(error) => {
-                        self.own_counters.receive_errors += 1;
-                        warn!(%interface, %error, "reading ARP/NDP frames failed");
-                    }
-                },
                 Some(change) = link_changes.recv() => {
                     let names = match change {
                         LinkChange::Links(names) => names.into_iter().collect(),
@@ -201,11 +192,24 @@ impl Driver {
                     for name in names {
                         self.recheck(&name, &received_tx, &mut readers).await;
                     }
+                    // Reap the reader tasks of closed links.
+                    while readers.try_join_next().is_some() {}
                 }
                 () = sleep_until(wakeup) => {
                     let outputs = self.announcer.handle(Instant::now(), Input::Tick);
                     self.carry_out(outputs).await;
                 }
+                Some(Received { interface, frame }) = received.recv() => match frame {
+                    Ok(frame) => {
+                        let input = Input::Frame { interface: &interface, frame: &frame };
+                        let outputs = self.announcer.handle(Instant::now(), input);
+                        self.carry_out(outputs).await;
+                    }
+                    Err(error) => {
+                        self.own_counters.receive_errors += 1;
+                        warn!(%interface, %error, "reading ARP/NDP frames failed");
+                    }
+                },
             }
             self.publish_counters();
         }
