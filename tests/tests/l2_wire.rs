@@ -182,6 +182,15 @@ fn client_neighbour(topo: &Topology, ip: IpAddr) -> Option<String> {
         .and_then(|n| n.lladdr)
 }
 
+/// Waits until the client's entries for both addresses hold `mac`, or `timeout`.
+fn wait_client_neighbours(topo: &Topology, mac: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let moved = |ip| client_neighbour(topo, ip).as_deref() == Some(mac);
+    while !(moved(IpAddr::V4(VIP4)) && moved(IpAddr::V6(VIP6))) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn curl_body(topo: &Topology, ip: IpAddr) -> String {
     topo.curl(Client::L2, &url(ip))
         .unwrap_or_else(|e| panic!("curl {}: {e}", url(ip)))
@@ -219,16 +228,29 @@ fn single_owner(topo: &Topology) -> (&Node, &NetNs, String, Speaker) {
     (n1, cl2, client_if, speaker)
 }
 
+/// Nodes 1 and 2 of `topo` with a speaker each; node 1's owns both addresses.
+fn two_speakers(topo: &Topology) -> (&Node, &Node, Speaker, Speaker) {
+    let (n1, n2) = (topo.node(1).expect("n1"), topo.node(2).expect("n2"));
+    let mut first = Speaker::start(n1);
+    let second = Speaker::start(n2);
+    first.gain(VIP4);
+    first.gain(VIP6);
+    (n1, n2, first, second)
+}
+
+/// Curls both addresses from the L2 client and expects `node`'s backend to answer.
+fn assert_client_reaches(topo: &Topology, node: &Node, when: &str) {
+    for ip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        assert_eq!(curl_body(topo, ip), node.name, "{when}, {ip}");
+    }
+}
+
 #[test]
 fn owner_alone_answers_and_client_reaches_its_backend_over_ipv4_and_ipv6() {
     let topo = lab(2);
-    let (n1, n2) = (topo.node(1).expect("n1"), topo.node(2).expect("n2"));
+    // The second speaker owns nothing: it must stay silent.
+    let (n1, n2, mut owner, _bystander) = two_speakers(&topo);
     let (mac1, mac2) = (mac_of(n1), mac_of(n2));
-    let mut owner = Speaker::start(n1);
-    // A second speaker that owns nothing: it must stay silent.
-    let _bystander = Speaker::start(n2);
-    owner.gain(VIP4);
-    owner.gain(VIP6);
 
     let capture = topo.capture_segment("steady").expect("capture");
     for ip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
@@ -289,16 +311,10 @@ fn lost_address_is_no_longer_answered() {
 #[test]
 fn announcements_move_the_client_to_the_new_owner_on_failover() {
     let topo = lab(2);
-    let (n1, n2) = (topo.node(1).expect("n1"), topo.node(2).expect("n2"));
+    let (n1, n2, mut old_owner, mut new_owner) = two_speakers(&topo);
     let mac2 = mac_of(n2);
-    let mut old_owner = Speaker::start(n1);
-    let mut new_owner = Speaker::start(n2);
-    old_owner.gain(VIP4);
-    old_owner.gain(VIP6);
     // LAB-NOTES: announcements only update existing entries, so the client resolves first.
-    for ip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
-        assert_eq!(curl_body(&topo, ip), n1.name, "before failover, {ip}");
-    }
+    assert_client_reaches(&topo, n1, "before failover");
 
     let capture = topo.capture_segment("failover").expect("capture");
     old_owner.stop();
@@ -351,12 +367,8 @@ fn announcements_move_the_client_to_the_new_owner_on_failover() {
 #[test]
 fn foreign_claim_on_an_owned_address_is_reported_as_conflict() {
     let topo = lab(2);
-    let (n1, n2) = (topo.node(1).expect("n1"), topo.node(2).expect("n2"));
+    let (n1, n2, mut owner, mut intruder) = two_speakers(&topo);
     let mac2 = MacAddr(mac_of(n2));
-    let mut owner = Speaker::start(n1);
-    let mut intruder = Speaker::start(n2);
-    owner.gain(VIP4);
-    owner.gain(VIP6);
     // The intruder's gratuitous ARP and unsolicited NA claim both addresses from its own MAC.
     intruder.gain(VIP4);
     intruder.gain(VIP6);
@@ -385,9 +397,7 @@ fn foreign_claim_on_an_owned_address_is_reported_as_conflict() {
 fn changed_interface_mac_is_followed_and_announced_to_the_client() {
     let topo = lab(1);
     let (n1, _, _, _speaker) = single_owner(&topo);
-    for ip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
-        assert_eq!(curl_body(&topo, ip), n1.name, "before the change, {ip}");
-    }
+    assert_client_reaches(&topo, n1, "before the change");
 
     // A locally administered MAC the lab never assigns. Nothing tells the driver but the kernel's
     // link notification; the client's REACHABLE entries would otherwise point at the old MAC for
@@ -397,11 +407,7 @@ fn changed_interface_mac_is_followed_and_announced_to_the_client() {
         .ip(&["link", "set", "dev", &n1.segment_if, "address", new_mac])
         .expect("change the node's MAC");
     assert_eq!(mac_text(mac_of(n1)), new_mac);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let moved = |ip| client_neighbour(&topo, ip).as_deref() == Some(new_mac);
-    while !(moved(IpAddr::V4(VIP4)) && moved(IpAddr::V6(VIP6))) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_client_neighbours(&topo, new_mac, Duration::from_secs(3));
     for ip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
         assert_eq!(
             client_neighbour(&topo, ip).as_deref(),
@@ -497,7 +503,25 @@ fn malformed_frames_are_counted_unanswered_and_do_not_stop_the_driver() {
             "{what}: not answered"
         );
     }
-    for ip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
-        assert_eq!(curl_body(&topo, ip), n1.name, "still answering for {ip}");
-    }
+    assert_client_reaches(&topo, n1, "still answering");
+}
+
+#[test]
+fn owner_announces_again_when_its_carrier_returns() {
+    let topo = lab(2);
+    let (n1, n2, mut old_owner, mut new_owner) = two_speakers(&topo);
+    let mac2 = mac_text(mac_of(n2));
+    assert_client_reaches(&topo, n1, "before failover");
+
+    // Node 2 gains while its link has no carrier: its whole burst (0 to 1 s) reaches no one.
+    topo.set_node_link(2, false).expect("node 2 link down");
+    old_owner.stop();
+    new_owner.gain(VIP4);
+    new_owner.gain(VIP6);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_client_reaches(&topo, n1, "the client still uses node 1's MAC");
+
+    topo.set_node_link(2, true).expect("node 2 link up");
+    wait_client_neighbours(&topo, &mac2, Duration::from_secs(3));
+    assert_client_reaches(&topo, n2, "after the carrier returns");
 }

@@ -27,7 +27,9 @@
 //! - Links are followed through rtnetlink notifications ([`netlink`]), not polling: when an
 //!   interface in use is deleted, re-created (new index) or changes its MAC, its sockets are
 //!   closed, re-opened if it exists, and every IP owned on it is gained again — with a new MAC that
-//!   restarts the announcement burst, so neighbours learn the new address at once. Which
+//!   restarts the announcement burst, so neighbours learn the new address at once. When the
+//!   carrier comes back (`IFF_RUNNING` set again) the owned IPs are announced again, since a
+//!   burst sent while the link was down reached no one. Which
 //!   interfaces are eligible for an IP (addresses, subnets) is the control plane's decision.
 
 mod link;
@@ -225,7 +227,7 @@ impl Driver {
         let outputs = match command {
             Command::Gained { ip, interface } => {
                 let mac = match self.link(&interface, received, readers) {
-                    Ok(link) => link.mac,
+                    Ok(link) => link.state.mac,
                     Err(error) => {
                         warn!(%ip, %error, "cannot announce");
                         let _ = self.events.try_send(Event::LinkUnavailable { ip, error });
@@ -265,7 +267,7 @@ impl Driver {
     ) -> Result<&Link, LinkError> {
         if !self.links.contains_key(interface) {
             let link = Link::open(interface)?;
-            debug!(interface, index = link.index, mac = %link.mac, "opened ARP/NDP sockets");
+            debug!(interface, state = ?link.state, "opened ARP/NDP sockets");
             let name: Arc<str> = Arc::from(interface);
             let readers = [&link.arp, &link.ndp].map(|socket| {
                 readers.spawn(read_frames(name.clone(), socket.clone(), received.clone()))
@@ -363,10 +365,10 @@ impl Driver {
             .filter(|(_, on)| *on == interface)
             .map(|(ip, _)| ip)
             .collect();
-        let open = self
-            .links
-            .get(interface)
-            .map(|open| (open.link.index, open.link.mac));
+        let open = self.links.get(interface).map(|open| open.link.state);
+        if open.is_none() && owned.is_empty() {
+            return;
+        }
         let current = match link::lookup(interface) {
             Ok(current) => Some(current),
             Err(LinkError::NotFound { .. } | LinkError::NoEthernetAddress { .. }) => None,
@@ -377,9 +379,6 @@ impl Driver {
                 return;
             }
         };
-        if (open.is_none() && owned.is_empty()) || (open.is_some() && open == current) {
-            return;
-        }
         let Some(current) = current else {
             // Gone: close its sockets but keep its IPs, so that they are announced again when the
             // interface comes back (unless the control plane moves them elsewhere first).
@@ -394,9 +393,17 @@ impl Driver {
             }
             return;
         };
-        debug!(interface, ?open, ?current, "link changed, re-opening");
-        // Lose and gain again: leaves the groups on the old sockets, joins them on the new ones
-        // and restarts the announcements.
+        let reopen = !open.is_some_and(|open| open.same_identity(&current));
+        let carrier_back = open.is_some_and(|open| !open.running) && current.running;
+        if let Some(open) = self.links.get_mut(interface) {
+            open.link.state = current;
+        }
+        if !reopen && !carrier_back {
+            return;
+        }
+        debug!(interface, ?open, ?current, "link changed, announcing again");
+        // Lose and gain again: leaves the groups (on the old sockets when re-opening), joins them
+        // on the sockets in use and restarts the announcements.
         let now = Instant::now();
         let mut outputs = Vec::new();
         for ip in &owned {
@@ -406,7 +413,9 @@ impl Driver {
             );
         }
         self.carry_out(outputs).await;
-        self.links.remove(interface);
+        if reopen {
+            self.links.remove(interface);
+        }
         for ip in owned {
             let command = Command::Gained {
                 ip,

@@ -24,6 +24,7 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use nix::libc;
+use nix::net::if_::InterfaceFlags;
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 use thiserror::Error;
 use tokio::io::Interest;
@@ -95,11 +96,27 @@ fn ndp_filter() -> [SockFilter; 9] {
 /// A packet socket ready for tokio, shared between its reader task and the sending driver.
 pub(super) type PacketSocket = Arc<AsyncFd<Socket>>;
 
+/// What the kernel says about an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LinkState {
+    pub index: u32,
+    pub mac: MacAddr,
+    /// `IFF_RUNNING`: up with carrier, frames can flow.
+    pub running: bool,
+}
+
+impl LinkState {
+    /// Same interface and address: the open sockets still fit.
+    pub fn same_identity(&self, other: &LinkState) -> bool {
+        (self.index, self.mac) == (other.index, other.mac)
+    }
+}
+
 /// The open sockets of one interface.
 #[derive(Debug)]
 pub(super) struct Link {
-    pub index: u32,
-    pub mac: MacAddr,
+    /// The state when last looked up.
+    pub state: LinkState,
     pub arp: PacketSocket,
     pub ndp: PacketSocket,
     groups: Socket,
@@ -109,7 +126,7 @@ impl Link {
     /// Looks `name` up and opens its sockets. Must run inside the tokio runtime (and the network
     /// namespace) the link is used in.
     pub fn open(name: &str) -> Result<Link, LinkError> {
-        let (index, mac) = lookup(name)?;
+        let state = lookup(name)?;
         let socket_error = |operation| {
             move |source| LinkError::Socket {
                 interface: name.to_owned(),
@@ -117,15 +134,14 @@ impl Link {
                 source,
             }
         };
-        let arp = packet_socket(index, ETHERTYPE_ARP, &arp_filter())
+        let arp = packet_socket(state.index, ETHERTYPE_ARP, &arp_filter())
             .map_err(socket_error("opening the ARP socket"))?;
-        let ndp = packet_socket(index, ETHERTYPE_IPV6, &ndp_filter())
+        let ndp = packet_socket(state.index, ETHERTYPE_IPV6, &ndp_filter())
             .map_err(socket_error("opening the NDP socket"))?;
         let groups = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))
             .map_err(socket_error("opening the multicast membership socket"))?;
         Ok(Link {
-            index,
-            mac,
+            state,
             arp,
             ndp,
             groups,
@@ -157,11 +173,11 @@ impl Link {
     }
 
     pub fn join(&self, group: Ipv6Addr) -> io::Result<()> {
-        self.groups.join_multicast_v6(&group, self.index)
+        self.groups.join_multicast_v6(&group, self.state.index)
     }
 
     pub fn leave(&self, group: Ipv6Addr) -> io::Result<()> {
-        self.groups.leave_multicast_v6(&group, self.index)
+        self.groups.leave_multicast_v6(&group, self.state.index)
     }
 }
 
@@ -180,8 +196,8 @@ pub(super) fn receive_buffer() -> Vec<u8> {
     vec![0; RECEIVE_BUFFER]
 }
 
-/// Interface index and MAC of `name` (its AF_PACKET entry in getifaddrs(3)).
-pub(super) fn lookup(name: &str) -> Result<(u32, MacAddr), LinkError> {
+/// Index, MAC and carrier of `name` (its AF_PACKET entry in getifaddrs(3)).
+pub(super) fn lookup(name: &str) -> Result<LinkState, LinkError> {
     let interfaces =
         nix::ifaddrs::getifaddrs().map_err(|source| LinkError::ListInterfaces { source })?;
     let mut found = false;
@@ -194,7 +210,11 @@ pub(super) fn lookup(name: &str) -> Result<(u32, MacAddr), LinkError> {
             continue;
         };
         if link.halen() == 6 && index != 0 {
-            return Ok((index, MacAddr(mac)));
+            return Ok(LinkState {
+                index,
+                mac: MacAddr(mac),
+                running: entry.flags.contains(InterfaceFlags::IFF_RUNNING),
+            });
         }
     }
     Err(if found {
