@@ -525,3 +525,42 @@ fn owner_announces_again_when_its_carrier_returns() {
     wait_client_neighbours(&topo, &mac2, Duration::from_secs(3));
     assert_client_reaches(&topo, n2, "after the carrier returns");
 }
+
+#[test]
+fn thousands_of_ipv6_addresses_each_get_their_solicited_node_group() {
+    // More groups than one socket's option memory holds (about 2,300 with the default optmem_max).
+    const COUNT: u16 = 3000;
+    let topo = lab(1);
+    let (n1, cl2, client_if, mut speaker) = single_owner(&topo);
+    let base = u128::from(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 1, 0x1000));
+    let addresses: Vec<Ipv6Addr> = (0..COUNT)
+        .map(|i| Ipv6Addr::from(base + u128::from(i)))
+        .collect();
+    for ip in &addresses {
+        speaker.gain(*ip);
+    }
+    let joined_groups = || {
+        let groups = n1
+            .ns
+            .ip(&["-6", "maddr", "show", "dev", &n1.segment_if])
+            .expect("ip maddr");
+        groups
+            .lines()
+            .filter(|line| line.trim().starts_with("inet6 ff02::1:ff01:"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while joined_groups() < usize::from(COUNT) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let joined = joined_groups();
+    let counters = speaker.counters();
+    assert!(
+        joined >= usize::from(COUNT),
+        "{joined} of {COUNT} solicited-node groups joined on the interface: {counters:?}"
+    );
+    assert_eq!(counters.group_errors, 0, "{counters:?}");
+    let last = addresses.last().expect("addresses").to_string();
+    cl2.exec(&["ndisc6", "-1", "-r", "1", "-w", "1000", &last, &client_if])
+        .expect("the last address is answered");
+}

@@ -300,12 +300,15 @@ impl Driver {
                     }
                 }
                 Output::JoinGroup { interface, group } => {
-                    let result = self.links.get(&interface).map(|open| open.link.join(group));
+                    let result = self
+                        .links
+                        .get_mut(&interface)
+                        .map(|open| open.link.join(group));
                     self.count_group_result(&interface, group, "join", result);
                 }
                 // Without an open link there is nothing to leave: closing its socket left every group.
                 Output::LeaveGroup { interface, group } => {
-                    if let Some(open) = self.links.get(&interface) {
+                    if let Some(open) = self.links.get_mut(&interface) {
                         let result = open.link.leave(group);
                         self.count_group_result(&interface, group, "leave", Some(result));
                     }

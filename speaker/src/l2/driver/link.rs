@@ -9,16 +9,19 @@
 //!   carries hop limit 255 (RFC 4861 §7.1.2), its own source address and checksum, and on
 //!   receipt it checks the hop limit and the Ethernet source itself — an ICMPv6 raw socket would
 //!   hide both headers and rewrite them on send;
-//! - an unbound UDP/IPv6 socket that holds the solicited-node multicast memberships
+//! - unbound UDP/IPv6 sockets that hold the solicited-node multicast memberships
 //!   (RFC 4291 §2.7.1, `IPV6_JOIN_GROUP`). Joining through the IPv6 stack, not
 //!   `PACKET_ADD_MEMBERSHIP`, makes the kernel program the link's multicast filter *and* send MLD
 //!   reports, so MLD-snooping switches forward the solicitations to this node. Never bound to a
-//!   port, the socket receives nothing.
+//!   port, they receive nothing. A socket's memberships are charged to its option memory
+//!   (`net.core.optmem_max`, 128 KiB by default: about 2,300 groups), so when the kernel refuses
+//!   a join with `ENOMEM`/`ENOBUFS` another socket is opened: 10,000 IPv6 Service IPs need five.
 //!
 //! Both packet sockets drop frames this host sends (`PACKET_OUTGOING`) in the filter: the
 //! announcer would ignore them anyway. They are created with protocol 0 (receiving nothing),
 //! given their filter, and only then bound, so no unfiltered frame is ever queued.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::net::Ipv6Addr;
 use std::sync::Arc;
@@ -119,7 +122,10 @@ pub(super) struct Link {
     pub state: LinkState,
     pub arp: PacketSocket,
     pub ndp: PacketSocket,
-    groups: Socket,
+    /// Membership sockets, filled in order.
+    groups: Vec<Socket>,
+    /// Which of `groups` holds each joined group.
+    joined: BTreeMap<Ipv6Addr, usize>,
 }
 
 impl Link {
@@ -138,13 +144,15 @@ impl Link {
             .map_err(socket_error("opening the ARP socket"))?;
         let ndp = packet_socket(state.index, ETHERTYPE_IPV6, &ndp_filter())
             .map_err(socket_error("opening the NDP socket"))?;
-        let groups = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))
-            .map_err(socket_error("opening the multicast membership socket"))?;
+        let groups = vec![
+            membership_socket().map_err(socket_error("opening the multicast membership socket"))?,
+        ];
         Ok(Link {
             state,
             arp,
             ndp,
             groups,
+            joined: BTreeMap::new(),
         })
     }
 
@@ -172,12 +180,37 @@ impl Link {
         Ok(())
     }
 
-    pub fn join(&self, group: Ipv6Addr) -> io::Result<()> {
-        self.groups.join_multicast_v6(&group, self.state.index)
+    /// Joins `group` on the interface, through a new membership socket when the last one is full.
+    pub fn join(&mut self, group: Ipv6Addr) -> io::Result<()> {
+        if self.joined.contains_key(&group) {
+            return Ok(());
+        }
+        let index = self.state.index;
+        if let Some(last) = self.groups.last() {
+            match last.join_multicast_v6(&group, index) {
+                Ok(()) => {
+                    self.joined.insert(group, self.groups.len() - 1);
+                    return Ok(());
+                }
+                Err(error) if !is_out_of_option_memory(&error) => return Err(error),
+                Err(_) => {}
+            }
+        }
+        let socket = membership_socket()?;
+        socket.join_multicast_v6(&group, index)?;
+        self.groups.push(socket);
+        self.joined.insert(group, self.groups.len() - 1);
+        Ok(())
     }
 
-    pub fn leave(&self, group: Ipv6Addr) -> io::Result<()> {
-        self.groups.leave_multicast_v6(&group, self.state.index)
+    pub fn leave(&mut self, group: Ipv6Addr) -> io::Result<()> {
+        let Some(holder) = self.joined.remove(&group) else {
+            return Ok(());
+        };
+        match self.groups.get(holder) {
+            Some(socket) => socket.leave_multicast_v6(&group, self.state.index),
+            None => Ok(()),
+        }
     }
 }
 
@@ -226,6 +259,15 @@ pub(super) fn lookup(name: &str) -> Result<LinkState, LinkError> {
             interface: name.to_owned(),
         }
     })
+}
+
+fn membership_socket() -> io::Result<Socket> {
+    Socket::new(Domain::IPV6, Type::DGRAM.cloexec(), Some(Protocol::UDP))
+}
+
+/// The kernel's answer when a socket's option memory (`optmem_max`) holds no more memberships.
+fn is_out_of_option_memory(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOMEM | libc::ENOBUFS))
 }
 
 fn packet_socket(index: u32, ethertype: u16, filter: &[SockFilter]) -> io::Result<PacketSocket> {
