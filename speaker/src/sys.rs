@@ -48,10 +48,10 @@ pub fn packet_bind_address(ifindex: u32, ethertype: u16) -> io::Result<SockAddr>
         sll_halen: 0,
         sll_addr: [0; 8],
     };
-    // SAFETY: `try_init` hands the closure a zeroed `sockaddr_storage` (128 bytes, aligned for every
-    // socket address type) and its length. A `sockaddr_ll` (20 bytes) fits into it; the closure
-    // writes exactly one fully initialised `sockaddr_ll` at its start and reports that size, so
-    // the resulting `SockAddr` covers only initialised bytes of the right family.
+    // SAFETY: `try_init` hands the closure a zeroed `sockaddr_storage` (128 bytes, aligned for
+    // every socket address type) and its length. A `sockaddr_ll` (20 bytes) fits into it; the
+    // closure writes exactly one fully initialised `sockaddr_ll` at its start and reports that
+    // size, so the resulting `SockAddr` covers only initialised bytes of the right family.
     let ((), address) = unsafe {
         SockAddr::try_init(|storage, len| {
             storage.cast::<libc::sockaddr_ll>().write(address);

@@ -359,7 +359,10 @@ fn announcements_move_the_client_to_the_new_owner_on_failover() {
     assert!(
         frames.iter().any(|f| f.eth_src == mac2
             && f.is_unsolicited_na()
-            && matches!(f.kind, FrameKind::NeighborAdvertisement { target, override_: true, .. } if target == VIP6)),
+            && matches!(
+                f.kind,
+                FrameKind::NeighborAdvertisement { target, override_: true, .. } if target == VIP6
+            )),
         "node 2 sent an unsolicited NA with Override for {VIP6}"
     );
 }

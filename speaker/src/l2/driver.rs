@@ -14,17 +14,18 @@
 //! ```
 //!
 //! Contract:
-//! - An interface's sockets ([`link`]) are opened when the first IP is gained on it and stay open
-//!   until the driver stops or the interface changes (below); they belong to the network
-//!   namespace of the thread that runs the driver. A gain on an interface that cannot be opened is reported as
-//!   [`Event::LinkUnavailable`] and forgotten: the control plane's next resync retries it.
+//! - An interface's sockets (module `link`) are opened when the first IP is gained on it and
+//!   stay open until the driver stops or the interface changes (below); they belong to the
+//!   network namespace of the thread that runs the driver. A gain on an interface that cannot be
+//!   opened is reported as [`Event::LinkUnavailable`] and forgotten: the control plane's next
+//!   resync retries it.
 //! - A loss takes effect at once: it is applied before any frame still queued is answered, and
 //!   nothing more is announced for the IP.
 //! - The driver stops when every [`Command`] sender is dropped; its sockets close with it, which
 //!   also leaves every multicast group.
 //! - Nothing that arrives from the wire can stop the driver: malformed frames are counted by the
 //!   announcer, socket errors are counted and logged here.
-//! - Links are followed through rtnetlink notifications ([`netlink`]), not polling: when an
+//! - Links are followed through rtnetlink notifications (module `netlink`), not polling: when an
 //!   interface in use is deleted, re-created (new index) or changes its MAC, its sockets are
 //!   closed, re-opened if it exists, and every IP owned on it is gained again — with a new MAC that
 //!   restarts the announcement burst, so neighbours learn the new address at once. When the
@@ -306,7 +307,8 @@ impl Driver {
                         .map(|open| open.link.join(group));
                     self.count_group_result(&interface, group, "join", result);
                 }
-                // Without an open link there is nothing to leave: closing its socket left every group.
+                // Without an open link there is nothing to leave: closing its sockets left every
+                // group.
                 Output::LeaveGroup { interface, group } => {
                     if let Some(open) = self.links.get_mut(&interface) {
                         let result = open.link.leave(group);
