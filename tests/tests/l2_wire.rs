@@ -20,7 +20,9 @@ use ferrolb_lab::topology::{self, Client, Node, Topology, TopologyOptions};
 use ferrolb_speaker::l2::MacAddr;
 use ferrolb_speaker::l2::announcer::AnnouncerConfig;
 use ferrolb_speaker::l2::arp::ArpFrame;
-use ferrolb_speaker::l2::driver::{Command, Driver, DriverCounters, DriverHandle, Event};
+use ferrolb_speaker::l2::driver::{
+    Command, Driver, DriverCounters, DriverHandle, Event, Interfaces,
+};
 use ferrolb_speaker::l2::ndp::{NdpFrame, icmpv6_checksum};
 use nix::sched::{CloneFlags, setns};
 
@@ -134,6 +136,20 @@ impl Speaker {
             }
         }
         events
+    }
+
+    /// Whether the published interface inventory satisfies `done` within `timeout`.
+    fn interfaces_within(&mut self, timeout: Duration, done: impl Fn(&Interfaces) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.handle().interfaces.borrow()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the driver (its command channel closes) and waits for its thread.
@@ -566,4 +582,41 @@ fn thousands_of_ipv6_addresses_each_get_their_solicited_node_group() {
     let last = addresses.last().expect("addresses").to_string();
     cl2.exec(&["ndisc6", "-1", "-r", "1", "-w", "1000", &last, &client_if])
         .expect("the last address is answered");
+}
+
+#[test]
+fn address_changes_reach_the_published_interface_inventory() {
+    let topo = lab(1);
+    let (n1, _, _, mut speaker) = single_owner(&topo);
+    let segment = n1.segment_if.clone();
+    let node_net: ipnet::IpNet = format!("{}/24", n1.v4).parse().expect("net");
+    // A documentation prefix the lab plan leaves unused.
+    let extra: ipnet::IpNet = "2001:db8:7::1/64".parse().expect("net");
+    let has = |net: ipnet::IpNet| {
+        let segment = segment.clone();
+        move |interfaces: &Interfaces| {
+            interfaces
+                .get(&segment)
+                .is_some_and(|i| i.running && i.networks.contains(&net))
+        }
+    };
+    assert!(
+        speaker.interfaces_within(Duration::from_secs(2), has(node_net)),
+        "the segment interface is listed with {node_net}"
+    );
+
+    n1.ns
+        .add_addr(&segment, &extra.to_string())
+        .expect("add address");
+    assert!(
+        speaker.interfaces_within(Duration::from_secs(2), has(extra)),
+        "{extra} published after it was added"
+    );
+    n1.ns
+        .ip(&["addr", "del", &extra.to_string(), "dev", &segment])
+        .expect("delete address");
+    assert!(
+        speaker.interfaces_within(Duration::from_secs(2), |i| !has(extra)(i)),
+        "{extra} gone after it was deleted"
+    );
 }

@@ -30,9 +30,12 @@
 //!   closed, re-opened if it exists, and every IP owned on it is gained again — with a new MAC that
 //!   restarts the announcement burst, so neighbours learn the new address at once. When the
 //!   carrier comes back (`IFF_RUNNING` set again) the owned IPs are announced again, since a
-//!   burst sent while the link was down reached no one. Which
-//!   interfaces are eligible for an IP (addresses, subnets) is the control plane's decision.
+//!   burst sent while the link was down reached no one.
+//! - Addresses are followed the same way: on every link or address notification the driver takes
+//!   a new [`Interfaces`] snapshot and publishes it on [`DriverHandle::interfaces`] when it
+//!   changed. Which interface may carry which IP (its subnets) is the control plane's decision.
 
+mod interfaces;
 mod link;
 mod netlink;
 
@@ -45,8 +48,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
 
+pub use self::interfaces::{Interface, Interfaces};
 pub use self::link::LinkError;
-use self::link::{Link, PacketSocket};
+use self::link::{Link, LinkState, PacketSocket};
 use super::MacAddr;
 use super::announcer::{Announcer, AnnouncerConfig, Counters, Input, Output};
 
@@ -84,8 +88,8 @@ pub struct DriverCounters {
     pub receive_errors: u64,
     /// Multicast joins or leaves the kernel refused.
     pub group_errors: u64,
-    /// Link notifications missed (socket buffer overflow) or the link monitor failing; each
-    /// overflow triggers a re-check of every interface in use.
+    /// Link notifications missed (socket buffer overflow), the link monitor failing, or the
+    /// interfaces not listable; each overflow triggers a re-check of every interface in use.
     pub link_monitor_errors: u64,
 }
 
@@ -99,6 +103,8 @@ pub struct DriverHandle {
     pub events: mpsc::Receiver<Event>,
     /// The latest counters.
     pub counters: watch::Receiver<DriverCounters>,
+    /// The node's interfaces and their networks, as of the last link or address change.
+    pub interfaces: watch::Receiver<Interfaces>,
 }
 
 /// Depth of the command, frame and event queues.
@@ -144,6 +150,7 @@ pub struct Driver {
     events: mpsc::Sender<Event>,
     counters: watch::Sender<DriverCounters>,
     own_counters: DriverCounters,
+    interfaces: watch::Sender<Interfaces>,
 }
 
 impl Driver {
@@ -151,6 +158,7 @@ impl Driver {
         let (commands_tx, commands) = mpsc::channel(QUEUE);
         let (events, events_rx) = mpsc::channel(QUEUE);
         let (counters, counters_rx) = watch::channel(DriverCounters::default());
+        let (interfaces, interfaces_rx) = watch::channel(Interfaces::new());
         let driver = Driver {
             announcer: Announcer::new(config),
             links: BTreeMap::new(),
@@ -158,11 +166,13 @@ impl Driver {
             events,
             counters,
             own_counters: DriverCounters::default(),
+            interfaces,
         };
         let handle = DriverHandle {
             commands: commands_tx,
             events: events_rx,
             counters: counters_rx,
+            interfaces: interfaces_rx,
         };
         (driver, handle)
     }
@@ -173,6 +183,7 @@ impl Driver {
         let (link_changes_tx, mut link_changes) = mpsc::channel::<LinkChange>(QUEUE);
         let mut readers = JoinSet::new();
         readers.spawn(follow_links(link_changes_tx));
+        self.refresh_interfaces();
         loop {
             let wakeup = self.announcer.next_wakeup();
             // Biased, in this order: a queued loss is applied before any queued frame is answered,
@@ -184,7 +195,7 @@ impl Driver {
                     self.apply(command, &received_tx, &mut readers).await;
                 }
                 Some(change) = link_changes.recv() => {
-                    let names = match change {
+                    let names: BTreeSet<String> = match change {
                         LinkChange::Links(names) => names.into_iter().collect(),
                         LinkChange::Missed(error) => {
                             self.own_counters.link_monitor_errors += 1;
@@ -192,8 +203,11 @@ impl Driver {
                             self.interfaces_in_use()
                         }
                     };
-                    for name in names {
-                        self.recheck(&name, &received_tx, &mut readers).await;
+                    if let Some(snapshot) = self.refresh_interfaces() {
+                        for name in names {
+                            let current = snapshot.get(&name);
+                            self.recheck(&name, current, &received_tx, &mut readers).await;
+                        }
                     }
                     // Reap the reader tasks of closed links.
                     while readers.try_join_next().is_some() {}
@@ -361,6 +375,7 @@ impl Driver {
     async fn recheck(
         &mut self,
         interface: &str,
+        current: Option<&Interface>,
         received: &mpsc::Sender<Received>,
         readers: &mut JoinSet<()>,
     ) {
@@ -374,16 +389,7 @@ impl Driver {
         if open.is_none() && owned.is_empty() {
             return;
         }
-        let current = match link::lookup(interface) {
-            Ok(current) => Some(current),
-            Err(LinkError::NotFound { .. } | LinkError::NoEthernetAddress { .. }) => None,
-            Err(error) => {
-                // Not knowing is no reason to close working sockets.
-                self.own_counters.link_monitor_errors += 1;
-                warn!(interface, %error, "cannot re-check interface");
-                return;
-            }
-        };
+        let current = LinkState::of(interface, current).ok();
         let Some(current) = current else {
             // Gone: close its sockets but keep its IPs, so that they are announced again when the
             // interface comes back (unless the control plane moves them elsewhere first).
@@ -427,6 +433,28 @@ impl Driver {
                 interface: interface.to_owned(),
             };
             self.apply(command, received, readers).await;
+        }
+    }
+
+    /// Takes a new snapshot of the interfaces and publishes it if it changed; `None` (counted and
+    /// logged) when the kernel could not be asked.
+    fn refresh_interfaces(&mut self) -> Option<Interfaces> {
+        match interfaces::snapshot() {
+            Ok(snapshot) => {
+                self.interfaces.send_if_modified(|current| {
+                    let changed = *current != snapshot;
+                    if changed {
+                        current.clone_from(&snapshot);
+                    }
+                    changed
+                });
+                Some(snapshot)
+            }
+            Err(error) => {
+                self.own_counters.link_monitor_errors += 1;
+                warn!(%error, "cannot list interfaces");
+                None
+            }
         }
     }
 

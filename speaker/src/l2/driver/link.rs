@@ -27,12 +27,12 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use nix::libc;
-use nix::net::if_::InterfaceFlags;
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 use thiserror::Error;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use super::interfaces::{self, Interface};
 use crate::l2::MacAddr;
 use crate::l2::ethernet::{ETHERTYPE_ARP, ETHERTYPE_IPV6, EthernetHeader};
 use crate::sys::{async_socket, packet_bind_address};
@@ -229,36 +229,27 @@ pub(super) fn receive_buffer() -> Vec<u8> {
     vec![0; RECEIVE_BUFFER]
 }
 
-/// Index, MAC and carrier of `name` (its AF_PACKET entry in getifaddrs(3)).
+/// Index, MAC and carrier of `name`.
 pub(super) fn lookup(name: &str) -> Result<LinkState, LinkError> {
-    let interfaces =
-        nix::ifaddrs::getifaddrs().map_err(|source| LinkError::ListInterfaces { source })?;
-    let mut found = false;
-    for entry in interfaces.filter(|entry| entry.interface_name == name) {
-        found = true;
-        let Some(link) = entry.address.as_ref().and_then(|a| a.as_link_addr()) else {
-            continue;
-        };
-        let (Some(mac), Ok(index)) = (link.addr(), u32::try_from(link.ifindex())) else {
-            continue;
-        };
-        if link.halen() == 6 && index != 0 {
-            return Ok(LinkState {
-                index,
-                mac: MacAddr(mac),
-                running: entry.flags.contains(InterfaceFlags::IFF_RUNNING),
-            });
-        }
+    let interfaces = interfaces::snapshot()?;
+    LinkState::of(name, interfaces.get(name))
+}
+
+impl LinkState {
+    /// The state of interface `name` as found in a snapshot (`None`: not there).
+    pub fn of(name: &str, interface: Option<&Interface>) -> Result<LinkState, LinkError> {
+        let interface = interface.ok_or_else(|| LinkError::NotFound {
+            interface: name.to_owned(),
+        })?;
+        let mac = interface.mac.ok_or_else(|| LinkError::NoEthernetAddress {
+            interface: name.to_owned(),
+        })?;
+        Ok(LinkState {
+            index: interface.index,
+            mac,
+            running: interface.running,
+        })
     }
-    Err(if found {
-        LinkError::NoEthernetAddress {
-            interface: name.to_owned(),
-        }
-    } else {
-        LinkError::NotFound {
-            interface: name.to_owned(),
-        }
-    })
 }
 
 fn membership_socket() -> io::Result<Socket> {

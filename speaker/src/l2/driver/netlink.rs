@@ -1,8 +1,10 @@
-//! Link changes from the kernel (rtnetlink(7), `RTMGRP_LINK`): which interfaces were created,
-//! changed or deleted, so the driver can re-open and re-announce instead of polling.
+//! Link and address changes from the kernel (rtnetlink(7), `RTMGRP_LINK`, `RTMGRP_IPV4_IFADDR`,
+//! `RTMGRP_IPV6_IFADDR`): the driver re-opens and re-announces on link changes and republishes
+//! the interface inventory on any change, instead of polling.
 //!
-//! Only the interface *names* are taken from the messages; the driver then looks the interface up
-//! again (index, MAC) and compares with what it has open. That keeps the parser small and makes a
+//! Only the names of changed links are taken from the messages (an address notification just
+//! means "take a new snapshot"); the driver then looks the interfaces up again (index, MAC) and
+//! compares with what it has open. That keeps the parser small and makes a
 //! lost notification (`ENOBUFS` when the socket buffer overflowed, netlink(7)) harmless: the
 //! driver re-checks every interface it uses.
 //!
@@ -32,8 +34,10 @@ const RTATTR_HEADER_LEN: usize = 4;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const IFLA_IFNAME: u16 = 3;
-/// rtnetlink(7) multicast group of link notifications.
-const RTMGRP_LINK: u32 = 1;
+/// rtnetlink(7) multicast groups of link and address notifications.
+const RTMGRP_LINK: u32 = 0x1;
+const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 
 fn align4(len: usize) -> usize {
     len.saturating_add(3) & !3
@@ -83,7 +87,7 @@ fn link_name(mut attributes: &[u8]) -> Option<String> {
     None
 }
 
-/// A non-blocking rtnetlink socket subscribed to link notifications.
+/// A non-blocking rtnetlink socket subscribed to link and address notifications.
 pub(super) fn link_monitor() -> io::Result<AsyncFd<Socket>> {
     let fd = socket(
         AddressFamily::Netlink,
@@ -91,7 +95,8 @@ pub(super) fn link_monitor() -> io::Result<AsyncFd<Socket>> {
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         SockProtocol::NetlinkRoute,
     )?;
-    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, RTMGRP_LINK))?;
+    let groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups))?;
     async_socket(Socket::from(fd))
 }
 
