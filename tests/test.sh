@@ -17,5 +17,11 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "lab prerequisites (Debian packages, installed when missing)"
+./tests/install-prerequisites.sh
+
+step "lab control plane: kube-apiserver and etcd (built from pinned Go modules once, then cached)"
+./tests/build-control-plane.sh
+
 step "cargo test"
 cargo test --workspace --locked

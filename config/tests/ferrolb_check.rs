@@ -75,6 +75,17 @@ fn every_per_object_fixture_fails_naming_its_field() {
     }
 }
 
+/// Rules the API server cannot enforce (see `range_order_rule` in the CRD types) are caught offline.
+#[test]
+fn every_offline_only_fixture_fails_naming_its_field() {
+    let files = yaml_files(&fixture_dir("invalid-offline"));
+    assert!(!files.is_empty());
+    for file in files {
+        let field = header(&file, "field").expect("first line is `# field: <path>`");
+        assert_fails_with_one_line(&file, &format!(" {field}: "));
+    }
+}
+
 #[test]
 fn every_cross_object_fixture_fails_naming_object_and_field() {
     let files = yaml_files(&fixture_dir("invalid-cross-object"));

@@ -1,5 +1,6 @@
 //! ferrolb speaker: makes LoadBalancer IPs reachable from the node it runs on (layer 2 or BGP, with BFD).
-// `deny`, not `forbid`: the `sys` module is the one place allowed to opt out (with SAFETY notes).
+// `deny`, not `forbid`: `sys` is the one module allowed `unsafe` (socket options, addresses and
+// registrations no safe crate wraps).
 #![deny(unsafe_code)]
 
 pub mod bfd;
@@ -7,4 +8,4 @@ pub mod bgp;
 pub mod election;
 pub mod l2;
 pub mod membership;
-mod sys;
+pub mod sys;

@@ -4,6 +4,12 @@
 
 pub mod backend;
 pub mod capture;
+pub mod cluster;
+pub mod control_plane;
+pub mod kube_access;
+pub mod lab;
 pub mod netns;
+pub mod pki;
 pub mod routers;
 pub mod topology;
+pub mod versions;

@@ -122,12 +122,14 @@ fn cel_refuses_ipv4_range_start_after_end() {
 }
 
 #[test]
-fn cel_refuses_ipv6_range_start_after_end() {
-    assert_one_error(
-        &pool_errors(&["2001:db8::1:0-2001:db8::ffff"]),
-        "spec.addresses[0]",
-        "not be after",
+fn cel_leaves_ipv6_range_order_to_the_config_model() {
+    // The API server refuses any CEL ordering of IPv6 ranges as over its cost budget (see
+    // `range_order_rule`); the config model rejects the reversed range instead.
+    assert_eq!(
+        pool_errors(&["2001:db8::1:0-2001:db8::ffff"]),
+        Vec::<(String, String)>::new()
     );
+    assert!(crate::addresses::AddressRange::parse("2001:db8::1:0-2001:db8::ffff").is_err());
 }
 
 #[test]
@@ -138,11 +140,8 @@ fn cel_range_order_agrees_with_rust_parser() {
         "0.0.0.0-255.255.255.255",
         "255.255.255.255-0.0.0.0",
         "10.0.0.128-10.0.0.127",
-        "2001:db8::-2001:db8::1",
-        "2001:db8::8000-2001:db8::7fff",
-        "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
     ];
-    for case in cases {
+    for case in cases.iter().filter(|case| !case.contains(':')) {
         let rust_ok = crate::addresses::AddressRange::parse(case).is_ok();
         assert_eq!(pool_errors(&[case]).is_empty(), rust_ok, "{case}");
     }

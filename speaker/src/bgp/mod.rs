@@ -7,6 +7,7 @@
 //!
 //! Sockets, timers and TCP-MD5 belong to a thin driver that feeds these cores.
 
+pub mod driver;
 pub mod fsm;
 pub mod packet;
 pub mod rib_out;

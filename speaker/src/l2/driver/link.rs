@@ -26,7 +26,6 @@ use std::io::{self, Read};
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
-use nix::libc;
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 use thiserror::Error;
 use tokio::io::Interest;

@@ -1,0 +1,697 @@
+//! The thin async driver around the pure BGP cores: TCP sockets, timers and channels.
+//!
+//! ```text
+//!  listener task (per listening address) ──accepted TcpStream, by peer address──┐
+//!                                                                                ▼
+//!  PeerHandle ──Command (stop, abort, reconfigure)──►  peer task: Fsm::handle, AdjRibOut::sync,
+//!             ──watch: desired Routes──────────────►   timers from Fsm::next_deadline,
+//!             ◄─watch: PeerStatus───────────────────   outbound connect, writes
+//!                                                        ▲
+//!  reader task (per connection): header, length, frame ──┘
+//! ```
+//!
+//! One task per peer owns its [`Fsm`], its [`AdjRibOut`] and the write halves of its connections,
+//! so nothing is shared or locked except the listener's map from peer address to peer task. The
+//! task waits on: the FSM's next deadline, commands, accepted connections, the pending outbound
+//! connect, messages from its connections' readers, and changes of the desired routes. Every
+//! event becomes an [`Input`]; the returned [`Action`]s are carried out in order.
+//!
+//! - Routes: the desired routes are a watch value; on Established the Adj-RIB-Out sends them,
+//!   then End-of-RIB (RFC 4724 §2); every later change goes out as the minimal UPDATEs on the
+//!   running session, which is never reset for it (SPEC §6, hitless).
+//! - Sockets: source address, TCP-MD5 (RFC 2385) on the connecting socket and, per peer, on the
+//!   listening sockets; TTL 1 for eBGP peers unless a TTL is configured (RFC 4271 §5.1.3: a
+//!   directly connected external peer; eBGP multihop sets a larger one).
+//! - Stopping: [`PeerHandle::stop`] sends a Cease NOTIFICATION; [`PeerHandle::abort`] closes the
+//!   connection without one, as a crashing or restarting speaker would, so a peer that negotiated
+//!   graceful restart keeps our routes (RFC 4724 §4.2).
+
+mod socket;
+mod status;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use ipnet::IpNet;
+use socket2::SockRef;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use self::socket::{ConnectSpec, ConnectionEvent};
+pub use self::status::{PeerError, PeerStatus, notification_text};
+use super::fsm::{Action, ConfigError, ConnectionId, Direction, Fsm, Input, PeerAs, PeerConfig};
+use super::packet::{CeaseSubcode, Codec, Message, decode};
+use super::rib_out::{AdjRibOut, NextHops, RouteAttributes};
+use crate::sys;
+
+/// The routes a peer should hold: prefix → attributes.
+pub type Routes = BTreeMap<IpNet, RouteAttributes>;
+
+/// A write that takes longer than this means the peer stopped reading; the connection is closed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the driver needs to run one peer.
+#[derive(Clone, Debug)]
+pub struct PeerSpec {
+    /// The peer's address and port (179 outside tests).
+    pub address: SocketAddr,
+    /// Source address of outbound connections; the kernel picks one when `None`.
+    pub local_address: Option<IpAddr>,
+    /// The session parameters, fixed at OPEN.
+    pub session: PeerConfig,
+    /// Next hops announced with our routes ("next hop self").
+    pub next_hops: NextHops,
+    /// TCP-MD5 password (RFC 2385), at most 80 octets.
+    pub password: Option<String>,
+    /// TTL / hop limit of our packets; `None` means 1 for external peers (directly connected)
+    /// and the kernel default for internal ones. eBGP multihop sets the hop count here.
+    pub ttl: Option<u8>,
+}
+
+/// Failures of setting up listeners and peers; each names the address involved.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// A listening socket could not be opened.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The session parameters cannot be spoken.
+    #[error("peer {peer}: {source}")]
+    Config {
+        /// The peer.
+        peer: IpAddr,
+        /// Why.
+        #[source]
+        source: ConfigError,
+    },
+    /// A peer with this address already runs on this speaker.
+    #[error("peer {peer} is already configured")]
+    DuplicatePeer {
+        /// The peer.
+        peer: IpAddr,
+    },
+    /// The TCP-MD5 key could not be installed on a listening socket.
+    #[error(
+        "peer {peer}: cannot install the TCP-MD5 key on the socket listening on {listener}: {source}"
+    )]
+    Md5 {
+        /// The peer.
+        peer: IpAddr,
+        /// The listening address.
+        listener: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The peer's task has ended.
+    #[error("peer {peer}: the session task has stopped")]
+    Stopped {
+        /// The peer.
+        peer: IpAddr,
+    },
+}
+
+/// Accepted connections are handed to the peer task registered for the remote address.
+type InboundMap = Arc<Mutex<HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>>>;
+
+/// The listening sockets and the peers of one speaker. Must be created inside a tokio runtime;
+/// all sockets belong to the network namespace of the thread that drives that runtime.
+#[derive(Debug)]
+pub struct Speaker {
+    listeners: Vec<(SocketAddr, Arc<TcpListener>)>,
+    inbound: InboundMap,
+    accept_tasks: Vec<JoinHandle<()>>,
+}
+
+impl Speaker {
+    /// Listens on `addresses` (e.g. `0.0.0.0:179` and `[::]:179`; none for a speaker that only
+    /// connects out). Connections from addresses that are not configured peers are closed.
+    pub fn listen(addresses: &[SocketAddr]) -> Result<Self, DriverError> {
+        let inbound: InboundMap = Arc::default();
+        let mut listeners = Vec::new();
+        let mut accept_tasks = Vec::new();
+        for &address in addresses {
+            let listener = socket::listen(address)
+                .map(Arc::new)
+                .map_err(|source| DriverError::Listen { address, source })?;
+            let bound = listener.local_addr().unwrap_or(address);
+            accept_tasks.push(tokio::spawn(accept(listener.clone(), inbound.clone())));
+            listeners.push((bound, listener));
+        }
+        Ok(Speaker {
+            listeners,
+            inbound,
+            accept_tasks,
+        })
+    }
+
+    /// The addresses actually bound (a port 0 becomes the kernel's choice).
+    pub fn local_addresses(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|(address, _)| *address).collect()
+    }
+
+    /// Starts a session with a peer (ManualStart) that announces `routes` once Established; it
+    /// runs until stopped, reconnecting after failures with the FSM's backoff. Passing the
+    /// routes here rather than later matters after a restart: End-of-RIB follows the first sync,
+    /// and a peer keeping our routes as stale drops those missing from it (RFC 4724 §4.2).
+    pub fn add_peer(&self, spec: PeerSpec, routes: Routes) -> Result<PeerHandle, DriverError> {
+        let peer = spec.address.ip();
+        let fsm = Fsm::new(spec.session.clone())
+            .map_err(|source| DriverError::Config { peer, source })?;
+        let (accepted_tx, accepted) = mpsc::unbounded_channel();
+        {
+            let mut inbound = self.inbound.lock().unwrap_or_else(|e| e.into_inner());
+            if inbound.contains_key(&peer) {
+                return Err(DriverError::DuplicatePeer { peer });
+            }
+            if let Some(password) = &spec.password {
+                for (listener, socket) in &self.listeners {
+                    if listener.is_ipv4() == peer.is_ipv4() {
+                        sys::set_tcp_md5(socket.as_ref(), peer, password.as_bytes()).map_err(
+                            |source| DriverError::Md5 {
+                                peer,
+                                listener: *listener,
+                                source,
+                            },
+                        )?;
+                    }
+                }
+            }
+            inbound.insert(peer, accepted_tx);
+        }
+        let external = match spec.session.peer_as {
+            PeerAs::Fixed(asn) => asn != spec.session.local_as,
+            PeerAs::External => true,
+            PeerAs::Internal => false,
+        };
+        let connect = ConnectSpec {
+            peer: spec.address,
+            local: spec.local_address,
+            password: spec.password.clone(),
+            ttl: spec.ttl.or(external.then_some(1)),
+        };
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let (routes_tx, routes) = watch::channel(routes);
+        let (status_tx, status) = watch::channel(PeerStatus::new());
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let task = PeerTask {
+            local_as: spec.session.local_as,
+            next_hops: spec.next_hops,
+            connect,
+            fsm,
+            rib: None,
+            session_connection: None,
+            end_of_rib_sent: false,
+            connections: HashMap::new(),
+            next_connection: 0,
+            connecting: None,
+            events_tx,
+            pending: VecDeque::new(),
+            last_error: None,
+            seen_fsm_error: None,
+            status: status_tx,
+        };
+        let inbound = self.inbound.clone();
+        let keyed_listeners: Vec<Arc<TcpListener>> = self
+            .listeners
+            .iter()
+            .filter(|(listener, _)| spec.password.is_some() && listener.is_ipv4() == peer.is_ipv4())
+            .map(|(_, socket)| socket.clone())
+            .collect();
+        let task = tokio::spawn(async move {
+            task.run(commands, accepted, events, routes).await;
+            inbound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&peer);
+            for listener in keyed_listeners {
+                // An empty key deletes the peer's key (tcp(7)); adding the peer again installs it.
+                if let Err(error) = sys::set_tcp_md5(listener.as_ref(), peer, &[]) {
+                    tracing::warn!(%peer, %error, "cannot remove the TCP-MD5 key");
+                }
+            }
+        });
+        Ok(PeerHandle {
+            peer,
+            commands: commands_tx,
+            routes: routes_tx,
+            status,
+            task,
+        })
+    }
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        for task in &self.accept_tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn accept(listener: Arc<TcpListener>, inbound: InboundMap) {
+    loop {
+        let Ok((stream, remote)) = listener.accept().await else {
+            // Out of descriptors or similar: try again shortly rather than spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let peer_task = inbound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&remote.ip())
+            .cloned();
+        // Unknown peers (and peers whose task ended) are refused by dropping the stream.
+        if let Some(peer_task) = peer_task {
+            let _ = peer_task.send(stream);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    Stop(CeaseSubcode),
+    Abort,
+    Reconfigure(Box<PeerConfig>),
+}
+
+/// Controls one running peer session.
+#[derive(Debug)]
+pub struct PeerHandle {
+    peer: IpAddr,
+    commands: mpsc::UnboundedSender<Command>,
+    routes: watch::Sender<Routes>,
+    status: watch::Receiver<PeerStatus>,
+    task: JoinHandle<()>,
+}
+
+impl PeerHandle {
+    /// Replaces the routes the peer should hold; the difference goes out as UPDATEs.
+    pub fn set_routes(&self, routes: Routes) {
+        self.routes.send_replace(routes);
+    }
+
+    /// The session's status, updated after every event.
+    pub fn status(&self) -> watch::Receiver<PeerStatus> {
+        self.status.clone()
+    }
+
+    /// Applies new session parameters: the session is reset (Cease, Other Configuration Change)
+    /// only when something fixed at OPEN changed.
+    /// The address, source, password, TTL and next hops belong to the [`PeerSpec`]: changing them
+    /// means removing the peer and adding it again.
+    pub fn reconfigure(&self, config: PeerConfig) -> Result<(), DriverError> {
+        config.validate().map_err(|source| DriverError::Config {
+            peer: self.peer,
+            source,
+        })?;
+        self.commands
+            .send(Command::Reconfigure(Box::new(config)))
+            .map_err(|_| DriverError::Stopped { peer: self.peer })
+    }
+
+    /// Ends the session with a Cease NOTIFICATION carrying `subcode` (RFC 4486) and waits for the
+    /// task to finish.
+    pub async fn stop(self, subcode: CeaseSubcode) {
+        let _ = self.commands.send(Command::Stop(subcode));
+        let _ = self.task.await;
+    }
+
+    /// Closes the connection without a NOTIFICATION, as a restarting speaker does (RFC 4724
+    /// §4.2: the peer keeps our routes as stale until we are back), and waits for the task.
+    pub async fn abort(self) {
+        let _ = self.commands.send(Command::Abort);
+        let _ = self.task.await;
+    }
+}
+
+struct Connection {
+    writer: OwnedWriteHalf,
+    reader: JoinHandle<()>,
+}
+
+type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+/// What woke the peer task.
+enum Wake {
+    Tick,
+    Command(Option<Command>),
+    Accepted(TcpStream),
+    Connected(io::Result<TcpStream>),
+    Connection(ConnectionEvent),
+    RoutesChanged,
+    RoutesClosed,
+}
+
+struct PeerTask {
+    local_as: u32,
+    next_hops: NextHops,
+    connect: ConnectSpec,
+    fsm: Fsm,
+    rib: Option<AdjRibOut>,
+    /// The connection the session reached Established on.
+    session_connection: Option<ConnectionId>,
+    /// End-of-RIB was written on this session.
+    end_of_rib_sent: bool,
+    connections: HashMap<ConnectionId, Connection>,
+    next_connection: u64,
+    /// The outbound attempt and when it started.
+    connecting: Option<(Instant, ConnectFuture)>,
+    events_tx: mpsc::UnboundedSender<ConnectionEvent>,
+    /// Inputs produced while carrying out actions (a failed write closes its connection).
+    pending: VecDeque<Input>,
+    last_error: Option<PeerError>,
+    seen_fsm_error: Option<super::fsm::SessionError>,
+    status: watch::Sender<PeerStatus>,
+}
+
+impl PeerTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut accepted: mpsc::UnboundedReceiver<TcpStream>,
+        mut events: mpsc::UnboundedReceiver<ConnectionEvent>,
+        mut routes: watch::Receiver<Routes>,
+    ) {
+        let mut routes_open = true;
+        self.step(Input::Start, &mut routes).await;
+        loop {
+            let deadline = self.fsm.next_deadline();
+            let wake = tokio::select! {
+                () = sleep_until(deadline) => Wake::Tick,
+                command = commands.recv() => Wake::Command(command),
+                Some(stream) = accepted.recv() => Wake::Accepted(stream),
+                result = pending_connect(&mut self.connecting) => Wake::Connected(result),
+                Some(event) = events.recv() => Wake::Connection(event),
+                changed = routes.changed(), if routes_open => match changed {
+                    Ok(()) => Wake::RoutesChanged,
+                    Err(_) => Wake::RoutesClosed,
+                },
+            };
+            match wake {
+                Wake::Tick => self.step(Input::Tick, &mut routes).await,
+                Wake::Command(Some(Command::Stop(subcode))) => {
+                    self.step(Input::Stop(subcode), &mut routes).await;
+                    break;
+                }
+                // A dropped handle means the peer was removed from the configuration.
+                Wake::Command(None) => {
+                    let subcode = CeaseSubcode::PeerDeconfigured;
+                    self.step(Input::Stop(subcode), &mut routes).await;
+                    break;
+                }
+                Wake::Command(Some(Command::Abort)) => break,
+                Wake::Command(Some(Command::Reconfigure(config))) => {
+                    match self.fsm.reconfigure(Instant::now(), *config) {
+                        Ok(actions) => self.execute(actions, None, &mut routes).await,
+                        Err(error) => {
+                            tracing::warn!(peer = %self.connect.peer, %error, "reconfiguration refused");
+                        }
+                    }
+                    self.drain(&mut routes).await;
+                }
+                Wake::Accepted(stream) => {
+                    let connection = self.register(stream);
+                    let direction = Direction::Inbound;
+                    let input = Input::Connected {
+                        connection,
+                        direction,
+                    };
+                    self.step(input, &mut routes).await;
+                }
+                Wake::Connected(result) => {
+                    self.connecting = None;
+                    match result {
+                        Ok(stream) => {
+                            let connection = self.register(stream);
+                            let direction = Direction::Outbound;
+                            let input = Input::Connected {
+                                connection,
+                                direction,
+                            };
+                            self.step(input, &mut routes).await;
+                        }
+                        Err(error) => {
+                            self.last_error = Some(PeerError::Connect {
+                                peer: self.connect.peer,
+                                kind: error.kind(),
+                                detail: error.to_string(),
+                            });
+                            self.step(Input::ConnectFailed, &mut routes).await;
+                        }
+                    }
+                }
+                Wake::Connection(event) => {
+                    let input = match event {
+                        ConnectionEvent::Frame(connection, frame) => {
+                            let codec = self.codec();
+                            match decode(&frame, codec) {
+                                Ok(message) => Input::Received {
+                                    connection,
+                                    message,
+                                },
+                                Err(error) => Input::Malformed { connection, error },
+                            }
+                        }
+                        ConnectionEvent::BadHeader(connection, error) => {
+                            Input::Malformed { connection, error }
+                        }
+                        ConnectionEvent::Closed(connection) => {
+                            if self.connections.remove(&connection).is_none() {
+                                // Already closed on our side; the FSM has forgotten it.
+                                continue;
+                            }
+                            Input::Closed { connection }
+                        }
+                    };
+                    self.step(input, &mut routes).await;
+                }
+                Wake::RoutesChanged => {
+                    self.sync_routes(&mut routes).await;
+                    self.drain(&mut routes).await;
+                }
+                Wake::RoutesClosed => routes_open = false,
+            }
+        }
+        // Whatever is left closes without a NOTIFICATION (abort) or after the Cease (stop).
+        for (_, connection) in self.connections.drain() {
+            connection.reader.abort();
+        }
+        self.publish();
+    }
+
+    fn codec(&self) -> Codec {
+        self.fsm
+            .negotiated()
+            .map_or(Codec::FOUR_OCTET_AS, |n| n.codec())
+    }
+
+    fn register(&mut self, stream: TcpStream) -> ConnectionId {
+        let id = ConnectionId(self.next_connection);
+        self.next_connection += 1;
+        // Inbound connections answer with the same TTL as outbound ones; the TCP-MD5 key came
+        // with the listening socket.
+        let peer = self.connect.peer.ip();
+        if let Err(error) = socket::set_ttl(&SockRef::from(&stream), peer, self.connect.ttl) {
+            tracing::warn!(%peer, %error, "cannot set TTL on accepted connection");
+        }
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let reader = tokio::spawn(socket::read_frames(id, reader, self.events_tx.clone()));
+        self.connections.insert(id, Connection { writer, reader });
+        id
+    }
+
+    async fn step(&mut self, input: Input, routes: &mut watch::Receiver<Routes>) {
+        self.pending.push_back(input);
+        self.drain(routes).await;
+    }
+
+    /// Feeds queued inputs to the FSM until none are left, then publishes the status.
+    async fn drain(&mut self, routes: &mut watch::Receiver<Routes>) {
+        while let Some(input) = self.pending.pop_front() {
+            let connection = match &input {
+                Input::Received { connection, .. } => Some(*connection),
+                _ => None,
+            };
+            let actions = self.fsm.handle(Instant::now(), input);
+            if self.fsm.last_error() != self.seen_fsm_error.as_ref() {
+                self.seen_fsm_error = self.fsm.last_error().cloned();
+                self.last_error = self.seen_fsm_error.as_ref().map(PeerError::from_session);
+            }
+            self.execute(actions, connection, routes).await;
+        }
+        self.publish();
+    }
+
+    /// Carries out the FSM's actions; `connection` is the one the input arrived on.
+    async fn execute(
+        &mut self,
+        actions: Vec<Action>,
+        connection: Option<ConnectionId>,
+        routes: &mut watch::Receiver<Routes>,
+    ) {
+        for action in actions {
+            match action {
+                Action::Connect => {
+                    if let Some((started, _)) = self.connecting.take() {
+                        self.last_error = Some(PeerError::ConnectTimeout {
+                            peer: self.connect.peer,
+                            after: started.elapsed(),
+                        });
+                    }
+                    let attempt = Box::pin(socket::connect(self.connect.clone()));
+                    self.connecting = Some((Instant::now(), attempt));
+                }
+                Action::CancelConnect => self.connecting = None,
+                Action::Send {
+                    connection,
+                    message,
+                } => {
+                    if let Message::Notification(notification) = &message {
+                        self.last_error = Some(PeerError::NotificationSent {
+                            text: notification_text(notification),
+                        });
+                    }
+                    self.write(connection, &[message]).await;
+                }
+                Action::Close { connection } => {
+                    if let Some(mut closed) = self.connections.remove(&connection) {
+                        // Flushes what was queued (the NOTIFICATION), then FIN.
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, closed.writer.shutdown()).await;
+                        closed.reader.abort();
+                    }
+                    if self.session_connection == Some(connection) {
+                        self.session_connection = None;
+                    }
+                }
+                Action::Established(negotiated) => {
+                    self.session_connection = connection;
+                    self.end_of_rib_sent = false;
+                    match AdjRibOut::new(self.local_as, &negotiated, self.next_hops) {
+                        Ok(rib) => {
+                            self.rib = Some(rib);
+                            self.sync_routes(routes).await;
+                        }
+                        Err(error) => self.last_error = Some(PeerError::Routes(error)),
+                    }
+                }
+                Action::Down(error) => {
+                    self.rib = None;
+                    self.session_connection = None;
+                    self.end_of_rib_sent = false;
+                    self.last_error = Some(PeerError::from_session(&error));
+                }
+                // This speaker only announces; what the peer sends is not used.
+                Action::UpdateReceived(_) => {}
+                Action::RouteRefreshRequested(family) => {
+                    if let (Some(rib), Some(connection)) = (&self.rib, self.session_connection) {
+                        let updates: Vec<Message> = rib
+                            .refresh(family)
+                            .into_iter()
+                            .map(Message::Update)
+                            .collect();
+                        self.write(connection, &updates).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the UPDATEs that bring the peer to the desired routes.
+    async fn sync_routes(&mut self, routes: &mut watch::Receiver<Routes>) {
+        let desired = routes.borrow_and_update().clone();
+        let (Some(rib), Some(connection)) = (self.rib.as_mut(), self.session_connection) else {
+            return;
+        };
+        let updates = rib.sync(&desired);
+        let end_of_rib = updates.iter().any(|u| u.end_of_rib_family().is_some());
+        let messages: Vec<Message> = updates.into_iter().map(Message::Update).collect();
+        if self.write(connection, &messages).await && end_of_rib {
+            self.end_of_rib_sent = true;
+        }
+    }
+
+    /// Writes messages and says whether they went out; a failed or stuck write closes the
+    /// connection and tells the FSM.
+    async fn write(&mut self, connection: ConnectionId, messages: &[Message]) -> bool {
+        let codec = self.codec();
+        let Some(open) = self.connections.get_mut(&connection) else {
+            return false;
+        };
+        let mut bytes = Vec::new();
+        for message in messages {
+            match message.encode(codec) {
+                Ok(encoded) => bytes.extend_from_slice(&encoded),
+                Err(error) => {
+                    tracing::error!(peer = %self.connect.peer, %error, "cannot encode message");
+                }
+            }
+        }
+        let detail = match tokio::time::timeout(WRITE_TIMEOUT, open.writer.write_all(&bytes)).await
+        {
+            Ok(Ok(())) => return true,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no progress for {WRITE_TIMEOUT:?}"),
+        };
+        if let Some(closed) = self.connections.remove(&connection) {
+            closed.reader.abort();
+        }
+        self.last_error = Some(PeerError::Write {
+            peer: self.connect.peer,
+            detail,
+        });
+        self.pending.push_back(Input::Closed { connection });
+        false
+    }
+
+    fn publish(&mut self) {
+        let state = self.fsm.state();
+        let prefixes_sent = self.rib.as_ref().map_or(0, |rib| rib.advertised().len());
+        let end_of_rib_sent = self.end_of_rib_sent;
+        let last_error = self.last_error.clone();
+        self.status.send_if_modified(|status| {
+            let before = status.clone();
+            if status.state != state {
+                status.state = state;
+                status.since = SystemTime::now();
+            }
+            status.prefixes_sent = prefixes_sent;
+            status.end_of_rib_sent = end_of_rib_sent;
+            status.last_error = last_error;
+            *status != before
+        });
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn pending_connect(
+    connecting: &mut Option<(Instant, ConnectFuture)>,
+) -> io::Result<TcpStream> {
+    match connecting {
+        Some((_, attempt)) => attempt.await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;
