@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,7 +24,10 @@ use ferrolb_speaker::l2::driver::{
     Command, Driver, DriverCounters, DriverHandle, Event, Interfaces,
 };
 use ferrolb_speaker::l2::ndp::{NdpFrame, icmpv6_checksum};
+use ferrolb_speaker::sys::packet_bind_address;
+use nix::net::if_::if_nametoindex;
 use nix::sched::{CloneFlags, setns};
+use socket2::{Domain, Socket, Type};
 
 /// From the lab's L2 LoadBalancer pool (192.0.2.192/27, 2001:db8:2::1:0/112).
 const VIP4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
@@ -47,6 +50,17 @@ fn lab(nodes: usize) -> Topology {
     .expect("topology up")
 }
 
+fn namespace_path(ns: &NetNs) -> PathBuf {
+    PathBuf::from("/run/netns").join(ns.name())
+}
+
+/// Moves the calling thread into the network namespace at `netns` (only this thread: setns(2)
+/// with `CLONE_NEWNET` leaves the rest of the process where it is).
+fn enter_namespace(netns: &Path) -> Result<(), String> {
+    let ns = File::open(netns).map_err(|e| format!("open {}: {e}", netns.display()))?;
+    setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {}: {e}", netns.display()))
+}
+
 /// A layer-2 driver running inside one node's namespace.
 struct Speaker {
     interface: String,
@@ -57,16 +71,10 @@ struct Speaker {
 impl Speaker {
     fn start(node: &Node) -> Speaker {
         let (driver, handle) = Driver::new(AnnouncerConfig::default());
-        let netns = PathBuf::from("/run/netns").join(node.ns.name());
+        let netns = namespace_path(&node.ns);
         let (entered_tx, entered) = std_mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let entered_ns = File::open(&netns)
-                .map_err(|e| format!("open {}: {e}", netns.display()))
-                .and_then(|ns| {
-                    setns(&ns, CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| format!("setns {}: {e}", netns.display()))
-                });
-            let runtime = entered_ns.and_then(|()| {
+            let runtime = enter_namespace(&netns).and_then(|()| {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -437,25 +445,26 @@ fn changed_interface_mac_is_followed_and_announced_to_the_client() {
     }
 }
 
-/// Sends raw Ethernet frames out of `interface` in `ns` (an AF_PACKET socket in Python: the lab
-/// has no frame injector, and the test crate has no `unsafe` for a `sockaddr_ll`).
+/// Sends raw Ethernet frames out of `interface` in `ns`, from a thread inside that namespace,
+/// through an AF_PACKET socket bound with the speaker's own `sockaddr_ll`.
 fn inject_frames(ns: &NetNs, interface: &str, frames: &[Vec<u8>]) {
-    const SEND: &str = "import socket, sys\n\
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
-        s.bind((sys.argv[1], 0))\n\
-        for frame in sys.argv[2:]:\n    s.send(bytes.fromhex(frame))\n";
-    let mut argv = vec![
-        "python3".to_owned(),
-        "-c".into(),
-        SEND.into(),
-        interface.into(),
-    ];
-    argv.extend(
-        frames
-            .iter()
-            .map(|frame| frame.iter().map(|b| format!("{b:02x}")).collect::<String>()),
-    );
-    ns.exec(&argv).expect("inject frames");
+    let netns = namespace_path(ns);
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter_namespace(&netns).expect("enter the namespace");
+                let index = if_nametoindex(interface).expect("interface index");
+                for frame in frames {
+                    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+                    let socket = Socket::new(Domain::PACKET, Type::RAW, None).expect("socket");
+                    let address = packet_bind_address(index, ethertype).expect("address");
+                    socket.bind(&address).expect("bind");
+                    socket.send(frame).expect("send");
+                }
+            })
+            .join()
+            .expect("injecting thread");
+    });
 }
 
 /// `frame` (Ethernet + IPv6 + ICMPv6) with its ICMPv6 checksum recomputed.
