@@ -1,5 +1,6 @@
 //! ferrolb speaker: makes LoadBalancer IPs reachable from the node it runs on (layer 2 or BGP, with BFD).
-// `deny`, not `forbid`: `sys` is the one module allowed `unsafe` (socket options no safe crate wraps).
+// `deny`, not `forbid`: `sys` is the one module allowed `unsafe` (socket options, addresses and
+// registrations no safe crate wraps).
 #![deny(unsafe_code)]
 
 pub mod bfd;

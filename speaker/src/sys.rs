@@ -1,14 +1,28 @@
-//! The speaker's only `unsafe` code: socket options that neither `socket2` nor `nix` wrap.
+//! The speaker's only `unsafe` code: socket options, socket addresses and registrations that
+//! neither `socket2`, `nix` nor tokio offer safely. Every `unsafe` block carries a `// SAFETY:`
+//! note; the rest of the crate stays under `deny(unsafe_code)`.
 //!
 //! - `TCP_MD5SIG` (RFC 2385, Linux `tcp(7)`): installs a TCP-MD5 key for one peer address on a
 //!   socket. On a listening socket the key covers the connections accepted from that peer; on a
 //!   connecting socket it signs the SYN. The kernel then drops every segment from that peer whose
 //!   signature does not verify, so a password mismatch keeps the connection from ever forming.
+//! - `sockaddr_ll` (packet(7)): the address that binds the layer-2 driver's AF_PACKET sockets to
+//!   one interface and EtherType.
+//! - tokio registration of sockets tokio has no type for (the layer-2 driver's packet and
+//!   netlink sockets).
 #![allow(unsafe_code)]
 
 use std::io;
+use std::mem::size_of;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
+
+use socket2::{SockAddr, Socket, socklen_t};
+use tokio::io::unix::AsyncFd;
+
+// ---------------------------------------------------------------------------------------------
+// TCP-MD5 (BGP sessions)
+// ---------------------------------------------------------------------------------------------
 
 /// `TCP_MD5SIG_MAXKEYLEN` from `<linux/tcp.h>`.
 pub const TCP_MD5_MAX_KEY_LEN: usize = 80;
@@ -82,6 +96,58 @@ pub fn set_tcp_md5(socket: &impl AsFd, peer: IpAddr, key: &[u8]) -> io::Result<(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// tokio registration of sockets tokio has no type for (layer-2 driver's packet sockets)
+// ---------------------------------------------------------------------------------------------
+
+/// Registers `socket` with the current tokio reactor. tokio 1.54 made registration `unsafe`
+/// (`AsyncFd::new` is deprecated as unsound for arbitrary `AsRawFd` types); a socket2 `Socket`
+/// meets its contract. Must be called inside a tokio runtime.
+pub fn async_socket(socket: Socket) -> io::Result<AsyncFd<Socket>> {
+    // SAFETY: `Socket` owns its file descriptor (an `OwnedFd` inside): the descriptor is valid and
+    // open, `as_raw_fd` returns that same descriptor on every call, and it is closed only when the
+    // `Socket` is dropped, which happens after the `AsyncFd` that owns it deregisters it.
+    unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)
+}
+
+// ---------------------------------------------------------------------------------------------
+// AF_PACKET link-layer addresses (layer-2 driver)
+// ---------------------------------------------------------------------------------------------
+
+/// The `sockaddr_ll` (packet(7)) that binds an AF_PACKET socket to interface `ifindex` and
+/// EtherType `ethertype` (host byte order). socket2 has no constructor for link-layer addresses
+/// and nix's `LinkAddr` can only be read, so this one is written by hand.
+pub fn packet_bind_address(ifindex: u32, ethertype: u16) -> io::Result<SockAddr> {
+    let ifindex = libc::c_int::try_from(ifindex).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface index {ifindex} out of range"),
+        )
+    })?;
+    let address = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as libc::c_ushort,
+        // packet(7): "sll_protocol is the standard ethernet protocol type in network byte order".
+        sll_protocol: ethertype.to_be(),
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
+    // SAFETY: `try_init` hands the closure a zeroed `sockaddr_storage` (128 bytes, aligned for
+    // every socket address type) and its length. A `sockaddr_ll` (20 bytes) fits into it; the
+    // closure writes exactly one fully initialised `sockaddr_ll` at its start and reports that
+    // size, so the resulting `SockAddr` covers only initialised bytes of the right family.
+    let ((), address) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            storage.cast::<libc::sockaddr_ll>().write(address);
+            *len = size_of::<libc::sockaddr_ll>() as socklen_t;
+            Ok(())
+        })
+    }?;
+    Ok(address)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +194,18 @@ mod tests {
         let error = set_tcp_md5(&listener, IpAddr::V4(Ipv4Addr::LOCALHOST), &[b'k'; 81])
             .expect_err("long key accepted");
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn packet_bind_address_is_a_link_layer_address_of_sockaddr_ll_size() {
+        let address = packet_bind_address(7, 0x0806).expect("address");
+        assert_eq!(address.family(), libc::AF_PACKET as socket2::sa_family_t);
+        assert_eq!(address.len() as usize, size_of::<libc::sockaddr_ll>());
+    }
+
+    #[test]
+    fn packet_bind_address_refuses_an_index_beyond_c_int() {
+        let err = packet_bind_address(u32::MAX, 0x0806).expect_err("out of range");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }
