@@ -144,6 +144,7 @@ fn peer_spec(
         password: password.map(str::to_owned),
         // The multihop router sits behind FRR: eBGP multihop needs more than the default TTL 1.
         ttl: (kind == RouterKind::Multihop).then_some(4),
+        bfd: None,
     }
 }
 
