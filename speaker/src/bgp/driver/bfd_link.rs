@@ -54,6 +54,18 @@ pub struct BfdProfile {
 }
 
 impl BfdProfile {
+    /// The same interval both ways, active role, and the `BFDProfile` default minimum TTL of
+    /// 254 (one hop, RFC 5883 §5).
+    pub fn symmetric(interval: Duration, detect_multiplier: NonZeroU8) -> Self {
+        BfdProfile {
+            receive_interval: interval,
+            transmit_interval: interval,
+            detect_multiplier,
+            passive: false,
+            minimum_ttl: 254,
+        }
+    }
+
     /// The timers as the BFD session takes them.
     pub fn session_config(&self) -> Result<SessionConfig, BfdConfigError> {
         SessionConfig::new(

@@ -14,13 +14,8 @@ use crate::bfd::packet::SessionState;
 use crate::bfd::session::SessionConfig;
 
 fn profile(interval_ms: u64) -> BfdProfile {
-    BfdProfile {
-        receive_interval: Duration::from_millis(interval_ms),
-        transmit_interval: Duration::from_millis(interval_ms),
-        detect_multiplier: NonZeroU8::new(3).expect("nonzero"),
-        passive: false,
-        minimum_ttl: 254,
-    }
+    let multiplier = NonZeroU8::new(3).expect("nonzero");
+    BfdProfile::symmetric(Duration::from_millis(interval_ms), multiplier)
 }
 
 fn single_hop_listener(address: IpAddr) -> DriverConfig {
