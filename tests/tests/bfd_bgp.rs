@@ -47,19 +47,20 @@ fn protected_lab() -> (Topology, BfdNode) {
     (topo, node)
 }
 
-#[test]
-fn cut_node_link_makes_frr_and_bird_withdraw_its_routes_within_bfd_detection() {
+/// After `fault` isolates node 1, both routers withdraw its prefix within [`WITHDRAWN_WITHIN`],
+/// and the node sees BFD Down and leaves Established because of it.
+fn assert_withdrawn_after(fault: impl FnOnce(&Topology)) {
     let (topo, node) = protected_lab();
 
     let cut = Instant::now();
-    topo.set_node_link(bfd_lab::NODE, false).expect("cut link");
+    fault(&topo);
     for kind in ROUTERS {
         netns::wait_for(
             &format!("{kind} withdrew node 1's prefix"),
             WITHDRAWN_WITHIN,
             || (!bfd_lab::router_has_prefix(&topo, kind).ok()?).then_some(()),
         )
-        .unwrap_or_else(|e| panic!("{e} ({:?} after the cut)", cut.elapsed()));
+        .unwrap_or_else(|e| panic!("{e} ({:?} after the fault)", cut.elapsed()));
     }
     for kind in ROUTERS {
         let status = netns::wait_for(&format!("node: {kind} session down"), SESSION_UP, || {
@@ -75,6 +76,18 @@ fn cut_node_link_makes_frr_and_bird_withdraw_its_routes_within_bfd_detection() {
             "{kind}: {status:?}"
         );
     }
+}
+
+#[test]
+fn cut_node_link_makes_frr_and_bird_withdraw_its_routes_within_bfd_detection() {
+    assert_withdrawn_after(|topo| {
+        topo.set_node_link(bfd_lab::NODE, false).expect("cut link");
+    });
+}
+
+#[test]
+fn frozen_node_is_withdrawn_by_frr_and_bird_within_bfd_detection() {
+    assert_withdrawn_after(|topo| topo.freeze_node(bfd_lab::NODE).expect("freeze node"));
 }
 
 #[test]
