@@ -5,8 +5,6 @@
 //! removes everything even when an assertion fails.
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::thread;
@@ -20,68 +18,13 @@ use ferrolb_speaker::bgp::fsm::{GracefulRestartConfig, PeerAs, PeerConfig, State
 use ferrolb_speaker::bgp::packet::{CeaseSubcode, Community, Family, LargeCommunity};
 use ferrolb_speaker::bgp::rib_out::{NextHops, RouteAttributes};
 use ipnet::IpNet;
-use nix::sched::CloneFlags;
-use tokio::sync::oneshot;
 
 const SESSION_UP: Duration = Duration::from_secs(30);
 const RIB_CHANGE: Duration = Duration::from_secs(15);
 const NODE: usize = 1;
 
-/// A tokio runtime whose thread lives in a node's network namespace.
-struct NodeRuntime {
-    handle: tokio::runtime::Handle,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl NodeRuntime {
-    fn enter(namespace: &str) -> Self {
-        let path = PathBuf::from("/var/run/netns").join(namespace);
-        let (ready_tx, ready) = std::sync::mpsc::channel();
-        let thread = thread::spawn(move || {
-            let ns = File::open(&path).expect("open the node's namespace");
-            // Only this thread moves: the test thread stays in the root namespace.
-            nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns into the node");
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let (stop_tx, stop) = oneshot::channel::<()>();
-            ready_tx
-                .send((runtime.handle().clone(), stop_tx))
-                .expect("hand over the runtime");
-            // Drives every task spawned on the handle until the test is done; dropping the
-            // runtime then closes the driver's sockets.
-            runtime.block_on(async {
-                let _ = stop.await;
-            });
-        });
-        let (handle, stop) = ready.recv().expect("runtime in the node");
-        NodeRuntime {
-            handle,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    /// Runs `future` on the node's thread and waits for its result.
-    fn run<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
-        self.handle
-            .block_on(self.handle.spawn(future))
-            .expect("task on the node's runtime")
-    }
-}
-
-impl Drop for NodeRuntime {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+mod node_runtime;
+use node_runtime::NodeRuntime;
 
 fn options(routers: &[RouterKind]) -> TopologyOptions {
     TopologyOptions {
@@ -144,6 +87,7 @@ fn peer_spec(
         password: password.map(str::to_owned),
         // The multihop router sits behind FRR: eBGP multihop needs more than the default TTL 1.
         ttl: (kind == RouterKind::Multihop).then_some(4),
+        bfd: None,
     }
 }
 

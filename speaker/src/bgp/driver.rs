@@ -22,10 +22,14 @@
 //! - Sockets: source address, TCP-MD5 (RFC 2385) on the connecting socket and, per peer, on the
 //!   listening sockets; TTL 1 for eBGP peers unless a TTL is configured (RFC 4271 §5.1.3: a
 //!   directly connected external peer; eBGP multihop sets a larger one).
+//! - BFD: a peer with a [`BfdProfile`] is protected by a BFD session; a path failure it reports
+//!   closes the BGP connection at once (see [`bfd_link`], RFC 5882 §3.2/§4.3); a new profile
+//!   re-times BFD with a Poll Sequence and never resets BGP.
 //! - Stopping: [`PeerHandle::stop`] sends a Cease NOTIFICATION; [`PeerHandle::abort`] closes the
 //!   connection without one, as a crashing or restarting speaker would, so a peer that negotiated
 //!   graceful restart keeps our routes (RFC 4724 §4.2).
 
+pub mod bfd_link;
 mod socket;
 mod status;
 
@@ -45,11 +49,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use self::bfd_link::{BfdHub, PeerBfd};
+pub use self::bfd_link::{BfdLinkError, BfdPeerStatus, BfdProfile};
 use self::socket::{ConnectSpec, ConnectionEvent};
 pub use self::status::{PeerError, PeerStatus, notification_text};
 use super::fsm::{Action, ConfigError, ConnectionId, Direction, Fsm, Input, PeerAs, PeerConfig};
-use super::packet::{CeaseSubcode, Codec, Message, decode};
+use super::packet::{CeaseSubcode, Codec, ErrorCode, Message, Notification, decode};
 use super::rib_out::{AdjRibOut, NextHops, RouteAttributes};
+use crate::bfd::driver::{DriverConfig as BfdDriverConfig, DriverError as BfdDriverError};
 use crate::sys;
 
 /// The routes a peer should hold: prefix → attributes.
@@ -74,6 +81,9 @@ pub struct PeerSpec {
     /// TTL / hop limit of our packets; `None` means 1 for external peers (directly connected)
     /// and the kernel default for internal ones. eBGP multihop sets the hop count here.
     pub ttl: Option<u8>,
+    /// BFD protecting the session; needs [`Speaker::start_bfd`] and `local_address`. A TTL above
+    /// 1 makes it a multihop session (RFC 5883), otherwise single-hop (RFC 5881).
+    pub bfd: Option<BfdProfile>,
 }
 
 /// Failures of setting up listeners and peers; each names the address involved.
@@ -116,6 +126,12 @@ pub enum DriverError {
         #[source]
         source: io::Error,
     },
+    /// The BFD driver could not be started.
+    #[error("cannot start BFD: {0}")]
+    BfdStart(#[source] BfdDriverError),
+    /// The peer's BFD session cannot be set up.
+    #[error(transparent)]
+    Bfd(#[from] BfdLinkError),
     /// The peer's task has ended.
     #[error("peer {peer}: the session task has stopped")]
     Stopped {
@@ -134,6 +150,7 @@ pub struct Speaker {
     listeners: Vec<(SocketAddr, Arc<TcpListener>)>,
     inbound: InboundMap,
     accept_tasks: Vec<JoinHandle<()>>,
+    bfd: Option<BfdHub>,
 }
 
 impl Speaker {
@@ -155,7 +172,17 @@ impl Speaker {
             listeners,
             inbound,
             accept_tasks,
+            bfd: None,
         })
+    }
+
+    /// Starts BFD (RFC 5880) on this speaker's runtime, listening as `config` says; peers added
+    /// afterwards can be protected by it. Starting it again is a no-op.
+    pub fn start_bfd(&mut self, config: &BfdDriverConfig) -> Result<(), DriverError> {
+        if self.bfd.is_none() {
+            self.bfd = Some(BfdHub::start(config).map_err(DriverError::BfdStart)?);
+        }
+        Ok(())
     }
 
     /// The addresses actually bound (a port 0 becomes the kernel's choice).
@@ -171,6 +198,20 @@ impl Speaker {
         let peer = spec.address.ip();
         let fsm = Fsm::new(spec.session.clone())
             .map_err(|source| DriverError::Config { peer, source })?;
+        if let Some(profile) = &spec.bfd {
+            profile
+                .session_config()
+                .map_err(|source| BfdLinkError::Profile { peer, source })?;
+        }
+        let bfd = match &self.bfd {
+            Some(hub) => hub.attach(peer, spec.local_address, spec.ttl),
+            None => Err(BfdLinkError::NotStarted { peer }),
+        };
+        let bfd = match bfd {
+            Ok(bfd) => Some(bfd),
+            Err(error) if spec.bfd.is_some() => return Err(error.into()),
+            Err(_) => None,
+        };
         let (accepted_tx, accepted) = mpsc::unbounded_channel();
         {
             let mut inbound = self.inbound.lock().unwrap_or_else(|e| e.into_inner());
@@ -223,6 +264,7 @@ impl Speaker {
             last_error: None,
             seen_fsm_error: None,
             status: status_tx,
+            bfd,
         };
         let inbound = self.inbound.clone();
         let keyed_listeners: Vec<Arc<TcpListener>> = self
@@ -231,8 +273,10 @@ impl Speaker {
             .filter(|(listener, _)| spec.password.is_some() && listener.is_ipv4() == peer.is_ipv4())
             .map(|(_, socket)| socket.clone())
             .collect();
+        let bfd_profile = spec.bfd;
         let task = tokio::spawn(async move {
-            task.run(commands, accepted, events, routes).await;
+            task.run(commands, accepted, events, routes, bfd_profile)
+                .await;
             inbound
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -286,6 +330,7 @@ enum Command {
     Stop(CeaseSubcode),
     Abort,
     Reconfigure(Box<PeerConfig>),
+    SetBfd(Option<BfdProfile>),
 }
 
 /// Controls one running peer session.
@@ -323,6 +368,23 @@ impl PeerHandle {
             .map_err(|_| DriverError::Stopped { peer: self.peer })
     }
 
+    /// Protects the session with BFD under `profile`, changes the running session's timers with a
+    /// Poll Sequence (RFC 5880 §6.8.3), or (with `None`) ends BFD; the BGP session is never reset
+    /// for it. Failures to apply it show in the status' `last_error`.
+    pub fn set_bfd_profile(&self, profile: Option<BfdProfile>) -> Result<(), DriverError> {
+        if let Some(profile) = &profile {
+            profile
+                .session_config()
+                .map_err(|source| BfdLinkError::Profile {
+                    peer: self.peer,
+                    source,
+                })?;
+        }
+        self.commands
+            .send(Command::SetBfd(profile))
+            .map_err(|_| DriverError::Stopped { peer: self.peer })
+    }
+
     /// Ends the session with a Cease NOTIFICATION carrying `subcode` (RFC 4486) and waits for the
     /// task to finish.
     pub async fn stop(self, subcode: CeaseSubcode) {
@@ -354,6 +416,7 @@ enum Wake {
     Connection(ConnectionEvent),
     RoutesChanged,
     RoutesClosed,
+    Bfd(crate::bfd::session::StateChange),
 }
 
 struct PeerTask {
@@ -376,6 +439,8 @@ struct PeerTask {
     last_error: Option<PeerError>,
     seen_fsm_error: Option<super::fsm::SessionError>,
     status: watch::Sender<PeerStatus>,
+    /// The BFD side, when the speaker runs BFD and the peer has a local address.
+    bfd: Option<PeerBfd>,
 }
 
 impl PeerTask {
@@ -385,8 +450,12 @@ impl PeerTask {
         mut accepted: mpsc::UnboundedReceiver<TcpStream>,
         mut events: mpsc::UnboundedReceiver<ConnectionEvent>,
         mut routes: watch::Receiver<Routes>,
+        bfd_profile: Option<BfdProfile>,
     ) {
         let mut routes_open = true;
+        if bfd_profile.is_some() {
+            self.set_bfd(bfd_profile).await;
+        }
         self.step(Input::Start, &mut routes).await;
         loop {
             let deadline = self.fsm.next_deadline();
@@ -400,20 +469,37 @@ impl PeerTask {
                     Ok(()) => Wake::RoutesChanged,
                     Err(_) => Wake::RoutesClosed,
                 },
+                change = next_bfd_change(&mut self.bfd) => Wake::Bfd(change),
             };
             match wake {
                 Wake::Tick => self.step(Input::Tick, &mut routes).await,
                 Wake::Command(Some(Command::Stop(subcode))) => {
                     self.step(Input::Stop(subcode), &mut routes).await;
+                    self.close_bfd(true).await;
                     break;
                 }
                 // A dropped handle means the peer was removed from the configuration.
                 Wake::Command(None) => {
                     let subcode = CeaseSubcode::PeerDeconfigured;
                     self.step(Input::Stop(subcode), &mut routes).await;
+                    self.close_bfd(true).await;
                     break;
                 }
-                Wake::Command(Some(Command::Abort)) => break,
+                Wake::Command(Some(Command::Abort)) => {
+                    self.close_bfd(false).await;
+                    break;
+                }
+                Wake::Command(Some(Command::SetBfd(profile))) => {
+                    self.set_bfd(profile).await;
+                    self.publish();
+                }
+                Wake::Bfd(change) => {
+                    let path_failed = self.bfd.as_mut().is_some_and(|bfd| bfd.on_change(change));
+                    if path_failed {
+                        self.bfd_path_failed(change, &mut routes).await;
+                    }
+                    self.publish();
+                }
                 Wake::Command(Some(Command::Reconfigure(config))) => {
                     match self.fsm.reconfigure(Instant::now(), *config) {
                         Ok(actions) => self.execute(actions, None, &mut routes).await,
@@ -491,6 +577,55 @@ impl PeerTask {
             connection.reader.abort();
         }
         self.publish();
+    }
+
+    /// Applies a BFD profile to the peer's BFD session; failures go to the status.
+    async fn set_bfd(&mut self, profile: Option<BfdProfile>) {
+        let peer = self.connect.peer.ip();
+        let result = match self.bfd.as_mut() {
+            Some(bfd) => bfd.apply(profile).await,
+            None if profile.is_some() => Err(BfdLinkError::NotStarted { peer }),
+            None => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%peer, %error, "BFD profile not applied");
+            self.last_error = Some(PeerError::Bfd {
+                detail: error.to_string(),
+            });
+        }
+    }
+
+    async fn close_bfd(&mut self, admin_down: bool) {
+        if let Some(bfd) = self.bfd.take() {
+            bfd.close(admin_down).await;
+        }
+    }
+
+    /// BFD saw the forwarding path fail: every connection to the peer closes now, without
+    /// waiting on the dead path (RFC 5882 §3.2, §4.3). The Cease "BFD Down" NOTIFICATION (RFC
+    /// 9384 §2) is only offered to the socket buffer; the FSM then takes each close as a
+    /// connection failure (RFC 4271 event 18) and its ConnectRetry backoff takes over.
+    async fn bfd_path_failed(
+        &mut self,
+        change: crate::bfd::session::StateChange,
+        routes: &mut watch::Receiver<Routes>,
+    ) {
+        let codec = self.codec();
+        let cease =
+            Message::Notification(Notification::new(ErrorCode::Cease(CeaseSubcode::BfdDown)));
+        let ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
+        for id in ids {
+            if let Some(closed) = self.connections.remove(&id) {
+                if let Ok(bytes) = cease.encode(codec) {
+                    let _ = closed.writer.try_write(&bytes);
+                }
+                closed.reader.abort();
+            }
+            self.pending.push_back(Input::Closed { connection: id });
+        }
+        tracing::warn!(peer = %self.connect.peer, diag = ?change.diag, "BFD session down: BGP session closed");
+        self.drain(routes).await;
+        self.last_error = Some(PeerError::BfdDown { diag: change.diag });
     }
 
     fn codec(&self) -> Codec {
@@ -663,6 +798,7 @@ impl PeerTask {
         let prefixes_sent = self.rib.as_ref().map_or(0, |rib| rib.advertised().len());
         let end_of_rib_sent = self.end_of_rib_sent;
         let last_error = self.last_error.clone();
+        let bfd = self.bfd.as_ref().and_then(PeerBfd::status);
         self.status.send_if_modified(|status| {
             let before = status.clone();
             if status.state != state {
@@ -672,6 +808,7 @@ impl PeerTask {
             status.prefixes_sent = prefixes_sent;
             status.end_of_rib_sent = end_of_rib_sent;
             status.last_error = last_error;
+            status.bfd = bfd;
             *status != before
         });
     }
@@ -680,6 +817,13 @@ impl PeerTask {
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_bfd_change(bfd: &mut Option<PeerBfd>) -> crate::bfd::session::StateChange {
+    match bfd {
+        Some(bfd) => bfd.next_change().await,
         None => std::future::pending().await,
     }
 }

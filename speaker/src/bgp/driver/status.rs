@@ -5,6 +5,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use super::BfdPeerStatus;
+use crate::bfd::packet::Diagnostic;
 use crate::bgp::fsm::{SessionError, State};
 use crate::bgp::packet::{CeaseSubcode, ErrorCode, Notification};
 use crate::bgp::rib_out::RibOutError;
@@ -22,6 +24,8 @@ pub struct PeerStatus {
     pub end_of_rib_sent: bool,
     /// Why the last attempt or session failed.
     pub last_error: Option<PeerError>,
+    /// The BFD session protecting this one, when configured.
+    pub bfd: Option<BfdPeerStatus>,
 }
 
 impl PeerStatus {
@@ -32,6 +36,7 @@ impl PeerStatus {
             prefixes_sent: 0,
             end_of_rib_sent: false,
             last_error: None,
+            bfd: None,
         }
     }
 
@@ -90,6 +95,18 @@ pub enum PeerError {
     /// The routes cannot be announced on this session.
     #[error("cannot announce routes: {0}")]
     Routes(RibOutError),
+    /// BFD reported the forwarding path down and the session was closed for it (RFC 5882 §3.2).
+    #[error("BFD session down ({diag:?}): BGP session closed")]
+    BfdDown {
+        /// The BFD diagnostic of the change (RFC 5880 §4.1).
+        diag: Diagnostic,
+    },
+    /// The BFD session could not be set up or changed.
+    #[error("BFD: {detail}")]
+    Bfd {
+        /// What failed.
+        detail: String,
+    },
     /// Writing to the connection failed.
     #[error("writing to {peer} failed: {detail}")]
     Write {

@@ -7,6 +7,8 @@ use super::*;
 use crate::bgp::fsm::State;
 use crate::bgp::packet::{Community, Family};
 
+mod bfd_coupling;
+
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const B: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
@@ -37,6 +39,7 @@ fn spec(peer: SocketAddr, local: IpAddr, config: PeerConfig, password: Option<&s
         },
         password: password.map(str::to_owned),
         ttl: Some(64),
+        bfd: None,
     }
 }
 

@@ -132,6 +132,8 @@ subcodes! {
         ConnectionCollisionResolution = 7,
         /// 8
         OutOfResources = 8,
+        /// 10: the BFD session protecting the connection went down (RFC 9384 §2).
+        BfdDown = 10,
     }
 }
 
