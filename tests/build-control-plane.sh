@@ -32,6 +32,8 @@ prepared=""
 prepare_build() {
   [ -z "$prepared" ] || return 0
   prepared=1
+  # The official Go tarball installs to /usr/local/go; non-login shells often lack it on PATH.
+  command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || PATH="$PATH:/usr/local/go/bin"
   command -v go >/dev/null 2>&1 || { log "Go toolchain not found (need go >= 1.25 on PATH)"; exit 1; }
   work="$(mktemp -d "${TMPDIR:-/tmp}/ferrolb-cp-build.XXXXXX")"
   trap 'rm -rf "$work"' EXIT
