@@ -1,5 +1,6 @@
-//! placeholder crate root; replaced by the first real module.
+//! ferrolb controller: IP allocation for LoadBalancer Services (SPEC §3, §4).
 #![forbid(unsafe_code)]
 
+pub mod allocator;
 pub mod args;
 pub mod metrics;
