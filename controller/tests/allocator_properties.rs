@@ -459,6 +459,7 @@ impl World {
                 );
             }
         }
+        self.check_usage();
         for (i, a) in requests.iter().enumerate() {
             for b in &requests[i + 1..] {
                 let (Some(ips_a), Some(ips_b)) = (self.status.get(&a.key), self.status.get(&b.key))
@@ -473,6 +474,38 @@ impl World {
                         b.key
                     );
                 }
+            }
+        }
+    }
+
+    /// Pool status figures agree with the addresses held.
+    fn check_usage(&self) {
+        let held: BTreeSet<IpAddr> = self.status.values().flatten().copied().collect();
+        for (slot, pool) in self.pools.iter().enumerate() {
+            let Some(pool) = pool else { continue };
+            let spec = pool.spec(slot, &self.namespace_env);
+            let usage = self.allocator.usage(&spec.name).expect("pool is known");
+            for (family, figures) in [(Family::V4, usage.ipv4), (Family::V6, usage.ipv6)] {
+                let in_pool: Vec<&IpAddr> = held
+                    .iter()
+                    .filter(|ip| Family::of(**ip) == family && spec.addresses.contains(**ip))
+                    .collect();
+                let usable = in_pool
+                    .iter()
+                    .filter(|ip| !(spec.avoid_buggy_ips && is_dot_zero_or_255(***ip)))
+                    .count();
+                assert_eq!(
+                    figures.assigned,
+                    in_pool.len() as u128,
+                    "{} {family}",
+                    spec.name
+                );
+                assert_eq!(
+                    figures.available,
+                    spec.addresses.capacity(family, spec.avoid_buggy_ips) - usable as u128,
+                    "{} {family}",
+                    spec.name
+                );
             }
         }
     }
@@ -499,6 +532,10 @@ fn may_share(a: &ServiceRequest, b: &ServiceRequest) -> bool {
         (s.traffic_policy == TrafficPolicy::Local).then(|| s.pod_selector.clone())
     };
     key(a).is_some() && key(a) == key(b) && ports(a).is_disjoint(&ports(b)) && local(a) == local(b)
+}
+
+fn is_dot_zero_or_255(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V4(v4) if matches!(v4.octets()[3], 0 | 255))
 }
 
 fn run(initial: Vec<Option<PoolGen>>, steps: Vec<Step>) {
@@ -556,5 +593,48 @@ proptest! {
         steps in prop::collection::vec(step(), 20..80),
     ) {
         run(initial, steps);
+    }
+
+    /// The interval index hands out exactly what a naive scan of the pool would: the lowest
+    /// address not held (and not `.0`/`.255` when avoided), under any order of assign/release.
+    #[test]
+    fn lowest_free_address_matches_a_naive_scan(
+        avoid_buggy_ips in any::<bool>(),
+        ops in prop::collection::vec((any::<bool>(), 0usize..40), 1..300),
+    ) {
+        // 192.0.2.240 - 192.0.3.16: 33 addresses straddling .255/.0.
+        let first = u32::from(Ipv4Addr::new(192, 0, 2, 240));
+        let last = u32::from(Ipv4Addr::new(192, 0, 3, 16));
+        let spec = PoolSpec {
+            name: "p".into(),
+            addresses: AddressSet::from_ranges(AddressRange::new(
+                IpAddr::V4(Ipv4Addr::from(first)),
+                IpAddr::V4(Ipv4Addr::from(last)),
+            )),
+            auto_assign: true,
+            avoid_buggy_ips,
+            priority: None,
+            restriction: None,
+        };
+        let mut allocator = Allocator::new(vec![spec]).expect("one pool");
+        let mut held: BTreeMap<usize, IpAddr> = BTreeMap::new();
+        for (create, index) in ops {
+            let key = ServiceKey::new("n", format!("s{index}"));
+            if create && !held.contains_key(&index) {
+                let taken: BTreeSet<IpAddr> = held.values().copied().collect();
+                let expected = (first..=last)
+                    .map(|v| IpAddr::V4(Ipv4Addr::from(v)))
+                    .find(|ip| !(taken.contains(ip) || avoid_buggy_ips && is_dot_zero_or_255(*ip)));
+                let service = ServiceRequest { key, ..Default::default() };
+                let got = allocator.assign(&service).ok().and_then(|a| a.ips.first().copied());
+                prop_assert_eq!(got, expected);
+                if let Some(ip) = got {
+                    held.insert(index, ip);
+                }
+            } else if !create {
+                allocator.release(&key);
+                held.remove(&index);
+            }
+        }
     }
 }

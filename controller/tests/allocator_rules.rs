@@ -1532,6 +1532,17 @@ fn load_balancer_ip_field_is_honoured() {
 }
 
 #[test]
+fn malformed_load_balancer_ip_field_is_refused_naming_the_field() {
+    assert_eq!(
+        parse_annotations(&annotations(&[]), Some("192.0.2.1/32")),
+        Err(AnnotationError::BadIp {
+            annotation: "spec.loadBalancerIP".into(),
+            value: "192.0.2.1/32".into()
+        })
+    );
+}
+
+#[test]
 fn load_balancer_ip_field_disagreeing_with_annotation_is_refused() {
     assert!(matches!(
         parse_annotations(

@@ -42,7 +42,8 @@ pub struct RequestAnnotations {
 /// Why the annotations cannot be honoured; each names the annotation or field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnnotationError {
-    #[error("annotation {annotation}: {value:?} is not an IP address")]
+    /// `annotation` names the annotation or `spec.loadBalancerIP`.
+    #[error("{annotation}: {value:?} is not an IP address")]
     BadIp { annotation: String, value: String },
     #[error("annotation {annotation}: {count} IPs given; give one, or two of different families")]
     TooManyIps { annotation: String, count: usize },

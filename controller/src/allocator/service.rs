@@ -52,9 +52,8 @@ pub enum TrafficPolicy {
 }
 
 /// `spec.ports[].protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
-    #[default]
     Tcp,
     Udp,
     Sctp,
