@@ -25,6 +25,7 @@ pub mod pool_status;
 pub mod service;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -278,6 +279,7 @@ impl Context {
             }
             _ => service::published(svc),
         };
+        let mut freed = Vec::new();
         let (outcome, aliases) = if service::is_ours(svc, &self.filter) {
             match service::request_of(key, svc) {
                 Ok((request, aliases)) => {
@@ -297,7 +299,7 @@ impl Context {
                     }
                 }
                 Err(error) => {
-                    self.allocator(&mut state)?.release(key);
+                    freed = released_ips(self.allocator(&mut state)?.release(key));
                     (
                         Outcome::Failed {
                             reason: service::REASON_INVALID_REQUEST,
@@ -308,7 +310,7 @@ impl Context {
                 }
             }
         } else {
-            self.allocator(&mut state)?.release(key);
+            freed = released_ips(self.allocator(&mut state)?.release(key));
             (Outcome::NotOurs, Vec::new())
         };
         match &outcome {
@@ -320,6 +322,7 @@ impl Context {
             before,
             outcome,
             aliases,
+            freed,
             displaced,
         })
     }
@@ -451,7 +454,13 @@ struct Decision {
     before: Published,
     outcome: Outcome,
     aliases: Vec<crate::allocator::AliasUsed>,
+    /// Addresses the allocator released for this Service in this reconcile.
+    freed: Vec<IpAddr>,
     displaced: Vec<RejectedIp>,
+}
+
+fn released_ips(released: Option<crate::allocator::Assignment>) -> Vec<IpAddr> {
+    released.map(|a| a.ips).unwrap_or_default()
 }
 
 /// Reconciles one Service: decide under the lock, then write and announce outside it.
@@ -474,13 +483,16 @@ async fn reconcile_leading(svc: &Service, ctx: &Context) -> Result<Action, Recon
     let key = service::key_of(svc).ok_or(ReconcileError::NoKey)?;
     let decision = ctx.decide(&key, svc)?;
     let after = service::desired(&decision.outcome, svc.metadata.generation);
-    if decision.before == after {
+    // Nothing of ours on a Service that is not ours: leave it untouched (another
+    // implementation may own its status).
+    let foreign = decision.outcome == Outcome::NotOurs && !decision.before.is_ours();
+    let needs_write = decision.before != after && !foreign;
+    if !needs_write && decision.freed.is_empty() {
         return Ok(Action::await_change());
     }
-    if decision.outcome == Outcome::NotOurs && !decision.before.is_ours() {
-        return Ok(Action::await_change());
+    if needs_write {
+        ctx.write(&key, svc, &after).await?;
     }
-    ctx.write(&key, svc, &after).await?;
     if let Outcome::Assigned(assignment) = &decision.outcome
         && decision.before.ips != assignment.ips
     {
@@ -494,15 +506,17 @@ async fn reconcile_leading(svc: &Service, ctx: &Context) -> Result<Action, Recon
         (svc.metadata.resource_version.clone(), after.clone()),
     );
     let events = service::events(
-        &decision.before,
-        &after,
+        (&decision.before, &after),
         &decision.outcome,
+        &decision.freed,
         &decision.displaced,
         &decision.aliases,
     );
     ctx.publish(svc, events).await;
     ctx.pool_status_due.notify_one();
-    if !decision.before.ips.is_empty() && decision.before.ips != after.ips {
+    if !decision.freed.is_empty()
+        || (!decision.before.ips.is_empty() && decision.before.ips != after.ips)
+    {
         // Addresses were freed: Services waiting for one may get it now.
         let waiting: Vec<ServiceKey> = ctx.lock().waiting.iter().cloned().collect();
         for other in waiting.into_iter().filter(|k| *k != key) {

@@ -223,24 +223,29 @@ pub struct ServiceEvent {
     pub note: String,
 }
 
-/// The Events the change from `before` to `after` deserves. `displaced` are addresses that
-/// a pool change took away (with the reason); `aliases` are MetalLB spellings on the Service,
-/// reported whenever something else changes so that they are seen without repeating on resync.
+/// The Events the change from `before` to `after` deserves. `freed` are addresses the allocator
+/// released although the Service may no longer show them (the API server clears
+/// `status.loadBalancer` itself when the type changes away from LoadBalancer). `displaced` are
+/// addresses that a pool change took away (with the reason); `aliases` are MetalLB spellings on
+/// the Service, reported whenever something else changes so that they are seen without
+/// repeating on resync.
 pub fn events(
-    before: &Published,
-    after: &Published,
+    change: (&Published, &Published),
     outcome: &Outcome,
+    freed: &[IpAddr],
     displaced: &[RejectedIp],
     aliases: &[AliasUsed],
 ) -> Vec<ServiceEvent> {
+    let (before, after) = change;
     let mut events = Vec::new();
-    let released: Vec<IpAddr> = before
-        .ips
-        .iter()
-        .filter(|ip| !after.ips.contains(ip))
-        .copied()
-        .collect();
-    if before.is_ours() && !released.is_empty() {
+    let mut released: Vec<IpAddr> = Vec::new();
+    let shown = before.ips.iter().filter(|_| before.is_ours());
+    for ip in shown.chain(freed) {
+        if !after.ips.contains(ip) && !released.contains(ip) {
+            released.push(*ip);
+        }
+    }
+    if !released.is_empty() {
         let why = displaced
             .iter()
             .filter(|d| released.contains(&d.ip))
@@ -438,7 +443,7 @@ mod tests {
     fn unchanged_assignment_emits_no_event() {
         let outcome = assigned(&["192.0.2.1"]);
         let now = desired(&outcome, Some(1));
-        assert!(events(&now, &now, &outcome, &[], &[]).is_empty());
+        assert!(events((&now, &now), &outcome, &[], &[], &[]).is_empty());
     }
 
     #[test]
@@ -449,7 +454,13 @@ mod tests {
             annotation: "metallb.io/address-pool".into(),
             preferred: "ferrolb.io/address-pool",
         };
-        let got = events(&Published::default(), &after, &outcome, &[], &[alias]);
+        let got = events(
+            (&Published::default(), &after),
+            &outcome,
+            &[],
+            &[],
+            &[alias],
+        );
         let reasons: Vec<_> = got.iter().map(|e| e.reason).collect();
         assert_eq!(reasons, ["IPAllocated", "DeprecatedAnnotation"]);
         assert!(got[1].warning);
@@ -466,7 +477,7 @@ mod tests {
                 ip: ip("192.0.2.1"),
             },
         }];
-        let got = events(&old, &new, &outcome, &displaced, &[]);
+        let got = events((&old, &new), &outcome, &[], &displaced, &[]);
         assert_eq!(got[0].reason, "IPReleased");
         assert!(
             got[0].note.contains("no longer in any pool"),
@@ -484,10 +495,10 @@ mod tests {
         };
         let after = desired(&outcome, Some(2));
         assert_eq!(
-            events(&Published::default(), &after, &outcome, &[], &[]).len(),
+            events((&Published::default(), &after), &outcome, &[], &[], &[]).len(),
             1
         );
-        assert!(events(&after, &after, &outcome, &[], &[]).is_empty());
+        assert!(events((&after, &after), &outcome, &[], &[], &[]).is_empty());
     }
 
     #[test]
@@ -495,8 +506,24 @@ mod tests {
         let old = desired(&assigned(&["192.0.2.1"]), Some(1));
         let after = desired(&Outcome::NotOurs, Some(1));
         assert_eq!(after, Published::default());
-        let got = events(&old, &after, &Outcome::NotOurs, &[], &[]);
+        let got = events((&old, &after), &Outcome::NotOurs, &[], &[], &[]);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].reason, "IPReleased");
+    }
+
+    #[test]
+    fn release_is_announced_even_when_the_api_server_already_cleared_the_status() {
+        let mut cleared = desired(&assigned(&["192.0.2.1"]), Some(1));
+        cleared.ips.clear();
+        let after = desired(&Outcome::NotOurs, Some(2));
+        let got = events(
+            (&cleared, &after),
+            &Outcome::NotOurs,
+            &[ip("192.0.2.1")],
+            &[],
+            &[],
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].note, "released 192.0.2.1");
     }
 }

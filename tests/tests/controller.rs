@@ -1,0 +1,623 @@
+//! The `ferrolb-controller` binary against the lab's real kube-apiserver (SPEC §3, §4): it runs as
+//! a process in the control-plane namespace with the in-lab kubeconfig; the tests create pools and
+//! Services through the API and assert on what the API server then holds.
+//!
+//! The binary is found next to the test executable's directory (`target/<profile>/`); `cargo test
+//! --workspace` builds it because the controller crate has an integration test of its own.
+//! Tests share one lab and hold its lock, so each starts from no pools and no test Services, runs
+//! its own controller (own Lease) and stops it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ferrolb_config::crd::IPAddressPool;
+use ferrolb_lab::lab::Lab;
+use ferrolb_lab::netns::{NetNs, NsProcess, RunPrefix};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tokio::sync::MutexGuard;
+
+/// Every Service a test creates carries this label, so the next test can clear leftovers.
+const TEST_LABEL: &str = "ferrolb.io/e2e";
+const NAMESPACE: &str = "default";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn controller_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/<test> -> target/<profile>/ferrolb-controller
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("ferrolb-controller"))
+        .expect("target directory");
+    assert!(
+        path.exists(),
+        "{} missing: build it with `cargo build -p ferrolb-controller`",
+        path.display()
+    );
+    path
+}
+
+/// One test's view of the lab: the client and its running controller.
+struct Harness {
+    lab: MutexGuard<'static, Lab>,
+    client: kube::Client,
+    controller: Option<NsProcess>,
+    test: &'static str,
+    starts: u32,
+}
+
+impl Harness {
+    /// Clears what earlier tests may have left and starts a controller.
+    async fn start(test: &'static str) -> Self {
+        let lab = common::shared_lab().await;
+        let client = lab.client().expect("client");
+        let mut harness = Harness {
+            lab,
+            client,
+            controller: None,
+            test,
+            starts: 0,
+        };
+        harness.clear().await;
+        harness.start_controller();
+        harness
+    }
+
+    async fn clear(&self) {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let listed = services
+            .list(&ListParams::default().labels(TEST_LABEL))
+            .await
+            .expect("list services");
+        for service in listed.items {
+            if let Some(name) = service.metadata.name {
+                let _ = services.delete(&name, &DeleteParams::default()).await;
+            }
+        }
+        let pools: Api<IPAddressPool> = Api::all(self.client.clone());
+        for pool in pools
+            .list(&ListParams::default())
+            .await
+            .expect("list pools")
+            .items
+        {
+            if let Some(name) = pool.metadata.name {
+                let _ = pools.delete(&name, &DeleteParams::default()).await;
+            }
+        }
+    }
+
+    fn start_controller(&mut self) {
+        self.starts += 1;
+        let state = self.lab.state().clone();
+        let prefix = RunPrefix::parse(&state.prefix).expect("prefix");
+        let log = prefix
+            .run_dir()
+            .join(format!("controller-{}-{}.log", self.test, self.starts));
+        let identity = format!("{}-{}", self.test, self.starts);
+        let lease = format!("ferrolb-{}", self.test);
+        let argv = vec![
+            controller_binary().display().to_string(),
+            "--kubeconfig".into(),
+            state.lab_kubeconfig.display().to_string(),
+            "--identity".into(),
+            identity,
+            "--lease-namespace".into(),
+            NAMESPACE.into(),
+            "--lease-name".into(),
+            lease,
+            "--lease-duration".into(),
+            "3s".into(),
+            "--renew-deadline".into(),
+            "2s".into(),
+            "--retry-period".into(),
+            "250ms".into(),
+            "--admin-addr".into(),
+            "127.0.0.1:0".into(),
+            "--log-level".into(),
+            "info,ferrolb_controller=debug".into(),
+        ];
+        let process = NetNs::adopt(&state.control_plane_namespace)
+            .spawn(&argv, &log)
+            .expect("controller starts");
+        self.lab
+            .record_process(&format!("controller {}", self.test), process.pid())
+            .expect("record process");
+        self.controller = Some(process);
+    }
+
+    /// SIGKILL: no Lease release, no goodbye — a crash.
+    fn kill_controller(&mut self) {
+        if let Some(process) = self.controller.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(process.pid()).expect("pid"));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            drop(process);
+        }
+    }
+
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+
+    fn pools(&self) -> Api<IPAddressPool> {
+        Api::all(self.client.clone())
+    }
+
+    async fn create_pool(&self, name: &str, addresses: &[&str], extra: Value) {
+        let mut spec = json!({ "addresses": addresses });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let pool: IPAddressPool = serde_json::from_value(json!({
+            "apiVersion": "ferrolb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .expect("pool");
+        self.pools()
+            .create(&PostParams::default(), &pool)
+            .await
+            .expect("create pool");
+    }
+
+    /// Creates a LoadBalancer Service; `spec` and `annotations` are merged over a one-port TCP
+    /// Service.
+    async fn create_service(&self, name: &str, annotations: Value, spec: Value) {
+        let mut base = json!({
+            "type": "LoadBalancer",
+            "ports": [{"name": "p", "port": 80, "protocol": "TCP"}],
+            "selector": {"app": name},
+        });
+        if let (Some(base), Some(spec)) = (base.as_object_mut(), spec.as_object()) {
+            base.extend(spec.clone());
+        }
+        let service: Service = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                "labels": {TEST_LABEL: "true"},
+                "annotations": annotations,
+            },
+            "spec": base,
+        }))
+        .expect("service");
+        self.services()
+            .create(&PostParams::default(), &service)
+            .await
+            .expect("create service");
+    }
+
+    /// Polls the Service until `check` gives a value.
+    async fn wait_service<T>(&self, name: &str, check: impl Fn(&Service) -> Option<T>) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(service) = self.services().get(name).await
+                && let Some(value) = check(&service)
+            {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Service {name}: condition not reached within {WAIT:?}: {:#?}",
+                self.services().get(name).await.ok().map(|s| s.status)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The ingress IPs once the Service has some.
+    async fn wait_ips(&self, name: &str) -> Vec<String> {
+        self.wait_service(name, |s| Some(ips(s)).filter(|ips| !ips.is_empty()))
+            .await
+    }
+
+    /// The `IPAllocated` condition once it is `False`: (reason, message).
+    async fn wait_failed(&self, name: &str) -> (String, String) {
+        self.wait_service(name, |s| {
+            condition(s).filter(|c| c.0 == "False").map(|c| (c.1, c.2))
+        })
+        .await
+    }
+
+    /// Events about Service `name` with `reason`, waiting until at least one exists.
+    async fn wait_events(&self, name: &str, reason: &str) -> Vec<Event> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let found: Vec<Event> = events
+                .list(&ListParams::default())
+                .await
+                .expect("list events")
+                .items
+                .into_iter()
+                .filter(|e| {
+                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                        && e.reason.as_deref() == Some(reason)
+                })
+                .collect();
+            if !found.is_empty() {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {reason} Event for Service {name} within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn finish(mut self) {
+        if let Some(mut process) = self.controller.take() {
+            process.stop();
+        }
+        self.clear().await;
+    }
+}
+
+/// A failed test shows what the controller logged; the lab's run directory goes with the lab.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(process) = &self.controller
+        {
+            let log = std::fs::read_to_string(process.log()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("controller log (last lines):");
+            for line in tail.into_iter().rev() {
+                eprintln!("  {line}");
+            }
+        }
+    }
+}
+
+fn ips(service: &Service) -> Vec<String> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ingress| ingress.iter().filter_map(|i| i.ip.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// (status, reason, message) of `ferrolb.io/IPAllocated`.
+fn condition(service: &Service) -> Option<(String, String, String)> {
+    service
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "ferrolb.io/IPAllocated")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn annotation(service: &Service, key: &str) -> Option<String> {
+    service.metadata.annotations.as_ref()?.get(key).cloned()
+}
+
+fn no_annotations() -> Value {
+    json!({})
+}
+
+fn no_spec() -> Value {
+    json!({})
+}
+
+#[tokio::test]
+async fn service_gets_lowest_free_ip_with_vip_mode_annotation_condition_and_event() {
+    let lab = Harness::start("lowest").await;
+    lab.create_pool("lowest", &["203.0.113.0/29"], json!({}))
+        .await;
+    lab.create_service("lowest-a", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("lowest-a").await, ["203.0.113.0"]);
+    let service = lab.services().get("lowest-a").await.expect("get");
+    let ingress = &service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.clone())
+        .and_then(|l| l.ingress)
+        .expect("ingress")[0];
+    assert_eq!(ingress.ip_mode.as_deref(), Some("VIP"));
+    assert_eq!(
+        lab.wait_service("lowest-a", |s| annotation(
+            s,
+            "ferrolb.io/allocated-from-pool"
+        ))
+        .await,
+        "lowest"
+    );
+    let (status, reason, message) = condition(&service).expect("condition");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "IPAllocated"));
+    assert!(message.contains("203.0.113.0"), "{message}");
+    let events = lab.wait_events("lowest-a", "IPAllocated").await;
+    assert_eq!(events.len(), 1, "one IPAllocated Event, no resync repeats");
+
+    lab.create_service("lowest-b", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("lowest-b").await, ["203.0.113.1"]);
+    // Pool status counts both.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let pool = lab.pools().get("lowest").await.expect("pool");
+        let status = pool.status.unwrap_or_default();
+        if status.assigned_ipv4 == 2 && status.available_ipv4 == 6 {
+            let ready = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .expect("Ready");
+            assert_eq!(ready.status, "True");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool status not updated: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn requested_ip_is_honoured_and_an_ip_already_taken_fails_with_event() {
+    let lab = Harness::start("requested").await;
+    lab.create_pool("requested", &["203.0.113.16/29"], json!({}))
+        .await;
+    let request = json!({"ferrolb.io/loadBalancerIPs": "203.0.113.20"});
+    lab.create_service("requested-a", request.clone(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("requested-a").await, ["203.0.113.20"]);
+    lab.create_service("requested-b", request, no_spec()).await;
+    let (reason, message) = lab.wait_failed("requested-b").await;
+    assert_eq!(reason, "AllocationFailed");
+    assert!(
+        message.contains("203.0.113.20") && message.contains("requested-a"),
+        "{message}"
+    );
+    let events = lab.wait_events("requested-b", "AllocationFailed").await;
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    assert!(ips(&lab.services().get("requested-b").await.expect("get")).is_empty());
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn sharing_key_shares_the_ip_unless_ports_clash() {
+    let lab = Harness::start("sharing").await;
+    lab.create_pool("sharing", &["203.0.113.32/29"], json!({}))
+        .await;
+    let key = json!({"ferrolb.io/allow-shared-ip": "k"});
+    lab.create_service("sharing-a", key.clone(), no_spec())
+        .await;
+    let first = lab.wait_ips("sharing-a").await;
+    lab.create_service(
+        "sharing-b",
+        key.clone(),
+        json!({"ports": [{"name": "p", "port": 443, "protocol": "TCP"}]}),
+    )
+    .await;
+    assert_eq!(lab.wait_ips("sharing-b").await, first);
+    lab.create_service("sharing-c", key, no_spec()).await;
+    let clash = lab.wait_ips("sharing-c").await;
+    assert_ne!(clash, first, "port 80 clashes with sharing-a");
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn require_dual_stack_takes_both_families_from_one_pool() {
+    let lab = Harness::start("dualstack").await;
+    lab.create_pool("dualstack-v4", &["203.0.113.40/30"], json!({}))
+        .await;
+    lab.create_pool(
+        "dualstack-both",
+        &["203.0.113.44/30", "2001:db8:10::/126"],
+        json!({}),
+    )
+    .await;
+    lab.create_service(
+        "dualstack-a",
+        no_annotations(),
+        json!({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]}),
+    )
+    .await;
+    assert_eq!(
+        lab.wait_ips("dualstack-a").await,
+        ["203.0.113.44", "2001:db8:10::"]
+    );
+    let service = lab.services().get("dualstack-a").await.expect("get");
+    assert_eq!(
+        annotation(&service, "ferrolb.io/allocated-from-pool").as_deref(),
+        Some("dualstack-both")
+    );
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn pool_without_auto_assign_serves_only_services_that_ask_for_it() {
+    let lab = Harness::start("manual").await;
+    lab.create_pool("manual", &["203.0.113.48/29"], json!({"autoAssign": false}))
+        .await;
+    lab.create_service("manual-a", no_annotations(), no_spec())
+        .await;
+    let (reason, _) = lab.wait_failed("manual-a").await;
+    assert_eq!(reason, "AllocationFailed");
+    lab.create_service(
+        "manual-b",
+        json!({"ferrolb.io/address-pool": "manual"}),
+        no_spec(),
+    )
+    .await;
+    assert_eq!(lab.wait_ips("manual-b").await, ["203.0.113.48"]);
+    assert!(ips(&lab.services().get("manual-a").await.expect("get")).is_empty());
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn deleted_pool_moves_its_services_to_another_pool_with_an_event() {
+    let lab = Harness::start("moved").await;
+    lab.create_pool(
+        "moved-first",
+        &["203.0.113.56/30"],
+        json!({"serviceAllocation": {"priority": 1}}),
+    )
+    .await;
+    lab.create_pool(
+        "moved-second",
+        &["203.0.113.60/30"],
+        json!({"serviceAllocation": {"priority": 2}}),
+    )
+    .await;
+    lab.create_service("moved-a", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("moved-a").await, ["203.0.113.56"]);
+    lab.pools()
+        .delete("moved-first", &DeleteParams::default())
+        .await
+        .expect("delete pool");
+    let moved = lab
+        .wait_service("moved-a", |s| {
+            Some(ips(s)).filter(|ips| ips == &["203.0.113.60"])
+        })
+        .await;
+    assert_eq!(moved, ["203.0.113.60"]);
+    let released = lab.wait_events("moved-a", "IPReleased").await;
+    let note = released[0].note.clone().unwrap_or_default();
+    assert!(
+        note.contains("203.0.113.56") && note.contains("no longer in any pool"),
+        "{note}"
+    );
+    assert_eq!(
+        annotation(
+            &lab.services().get("moved-a").await.expect("get"),
+            "ferrolb.io/allocated-from-pool"
+        )
+        .as_deref(),
+        Some("moved-second")
+    );
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn extending_a_pool_moves_no_ip_and_serves_a_waiting_service() {
+    let lab = Harness::start("extend").await;
+    lab.create_pool("extend", &["203.0.113.64/31"], json!({}))
+        .await;
+    for name in ["extend-a", "extend-b"] {
+        lab.create_service(name, no_annotations(), no_spec()).await;
+    }
+    let a = lab.wait_ips("extend-a").await;
+    let b = lab.wait_ips("extend-b").await;
+    let mut both = [a[0].clone(), b[0].clone()];
+    both.sort();
+    assert_eq!(both, ["203.0.113.64", "203.0.113.65"]);
+    lab.create_service("extend-c", no_annotations(), no_spec())
+        .await;
+    lab.wait_failed("extend-c").await;
+    lab.pools()
+        .patch(
+            "extend",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"addresses": ["203.0.113.64/29"]}})),
+        )
+        .await
+        .expect("extend pool");
+    assert_eq!(lab.wait_ips("extend-c").await, ["203.0.113.66"]);
+    assert_eq!(lab.wait_ips("extend-a").await, a);
+    assert_eq!(lab.wait_ips("extend-b").await, b);
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn killed_and_restarted_controller_moves_no_ip() {
+    let mut lab = Harness::start("restart").await;
+    lab.create_pool("restart", &["203.0.113.72/29"], json!({}))
+        .await;
+    let mut held = BTreeMap::new();
+    for name in ["restart-a", "restart-b", "restart-c"] {
+        lab.create_service(name, no_annotations(), no_spec()).await;
+        held.insert(name, lab.wait_ips(name).await);
+    }
+    lab.kill_controller();
+    // While no controller runs: the lowest address is freed and a new Service waits.
+    lab.services()
+        .delete("restart-a", &DeleteParams::default())
+        .await
+        .expect("delete");
+    lab.create_service("restart-d", no_annotations(), no_spec())
+        .await;
+    lab.start_controller();
+    // restart-d may only take the address restart-a freed: b and c are re-claimed first.
+    assert_eq!(lab.wait_ips("restart-d").await, held["restart-a"]);
+    for name in ["restart-b", "restart-c"] {
+        let service = lab.services().get(name).await.expect("get");
+        assert_eq!(ips(&service), held[name], "{name} kept its IP");
+    }
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn service_of_another_load_balancer_class_is_left_alone() {
+    let lab = Harness::start("class").await;
+    lab.create_pool("class", &["203.0.113.80/29"], json!({}))
+        .await;
+    lab.create_service(
+        "class-other",
+        no_annotations(),
+        json!({"loadBalancerClass": "example.com/other"}),
+    )
+    .await;
+    lab.create_service(
+        "class-ours",
+        no_annotations(),
+        json!({"loadBalancerClass": "ferrolb.io/lb"}),
+    )
+    .await;
+    // Ours was handled after the other one was seen; the other got nothing, not even the
+    // lowest address.
+    assert_eq!(lab.wait_ips("class-ours").await, ["203.0.113.80"]);
+    let other = lab.services().get("class-other").await.expect("get");
+    assert!(ips(&other).is_empty());
+    assert!(condition(&other).is_none());
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn service_that_stops_being_a_load_balancer_is_released_and_cleared() {
+    let lab = Harness::start("retype").await;
+    lab.create_pool("retype", &["203.0.113.88/29"], json!({}))
+        .await;
+    lab.create_service("retype-a", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("retype-a").await, ["203.0.113.88"]);
+    lab.services()
+        .patch(
+            "retype-a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"type": "ClusterIP", "ports": [{"name": "p", "port": 80, "protocol": "TCP", "nodePort": null}]}})),
+        )
+        .await
+        .expect("to ClusterIP");
+    lab.wait_service("retype-a", |s| {
+        (ips(s).is_empty()
+            && condition(s).is_none()
+            && annotation(s, "ferrolb.io/allocated-from-pool").is_none())
+        .then_some(())
+    })
+    .await;
+    lab.wait_events("retype-a", "IPReleased").await;
+    // The address is free again.
+    lab.create_service("retype-b", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("retype-b").await, ["203.0.113.88"]);
+    lab.finish().await;
+}
