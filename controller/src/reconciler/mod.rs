@@ -117,6 +117,8 @@ struct State {
     /// instead of the cached object while the cache still holds that version, so a trigger that
     /// arrives before our own write comes back neither rewrites nor re-announces it.
     written: BTreeMap<ServiceKey, (Option<String>, Published)>,
+    /// Consecutive failed reconciles per Service, for the retry backoff.
+    failures: BTreeMap<ServiceKey, u32>,
 }
 
 /// What of the pools and Namespaces allocation depends on: pool spec generations and namespace
@@ -249,6 +251,7 @@ impl Context {
         let waiting = {
             let mut state = self.lock();
             state.written.remove(key);
+            state.failures.remove(key);
             state.displaced.remove(key);
             state.waiting.remove(key);
             let released = state
@@ -471,7 +474,12 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Recon
     let started = Instant::now();
     let result = reconcile_leading(&svc, &ctx).await;
     match &result {
-        Ok(_) => ctx.metrics.reconcile_succeeded(started.elapsed()),
+        Ok(_) => {
+            ctx.metrics.reconcile_succeeded(started.elapsed());
+            if let Some(key) = service::key_of(&svc) {
+                ctx.lock().failures.remove(&key);
+            }
+        }
         Err(error) => ctx
             .metrics
             .reconcile_failed(started.elapsed(), error.variant()),
@@ -528,10 +536,27 @@ async fn reconcile_leading(svc: &Service, ctx: &Context) -> Result<Action, Recon
     Ok(Action::await_change())
 }
 
-/// Conflicts and unreachable API servers are retried with backoff growing to a minute.
-fn error_policy(_svc: Arc<Service>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(2))
+/// Conflicts and unreachable API servers are retried with backoff per Service, doubling from
+/// [`FIRST_RETRY`] to [`LAST_RETRY`]; a success resets it.
+fn error_policy(svc: Arc<Service>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let failures = service::key_of(&svc).map_or(1, |key| {
+        let mut state = ctx.lock();
+        let failures = state.failures.entry(key).or_insert(0);
+        *failures = failures.saturating_add(1);
+        *failures
+    });
+    let delay = retry_delay(failures);
+    tracing::warn!(%error, failures, ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
+/// The wait before retry number `failures` (1 for the first).
+fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    FIRST_RETRY.saturating_mul(1 << doublings).min(LAST_RETRY)
 }
 
 /// Watches one kind into a store and signals through `changed` whenever `fingerprint` of the
@@ -688,14 +713,18 @@ async fn leadership_task(
     mut leadership: Leadership,
     trigger_all: mpsc::UnboundedSender<()>,
 ) {
+    // The elector republishes `true` on every renewal; only a change of value matters.
+    let mut was_leading = false;
     loop {
         let leading = leadership.is_leader();
-        if leading {
+        if leading && !was_leading {
             tracing::info!("leading: reconciling every Service");
             let _ = trigger_all.unbounded_send(());
-        } else {
+        } else if !leading && was_leading {
+            tracing::info!("no longer leading: dropping the allocator");
             *ctx.lock() = State::default();
         }
+        was_leading = leading;
         if !leadership.changed().await {
             *ctx.lock() = State::default();
             return;
@@ -821,4 +850,18 @@ async fn write_pool_status(
         )
         .await
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_from_a_quarter_second_up_to_a_minute() {
+        assert_eq!(retry_delay(1), Duration::from_millis(250));
+        assert_eq!(retry_delay(2), Duration::from_millis(500));
+        assert_eq!(retry_delay(5), Duration::from_secs(4));
+        assert_eq!(retry_delay(9), Duration::from_secs(60));
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(60));
+    }
 }
