@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use ferrolb_config::crd::IPAddressPool;
 use ferrolb_lab::lab::Lab;
 use ferrolb_lab::netns::{NetNs, NsProcess, RunPrefix};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -47,7 +48,8 @@ fn controller_binary() -> PathBuf {
 struct Harness {
     lab: MutexGuard<'static, Lab>,
     client: kube::Client,
-    controller: Option<NsProcess>,
+    /// Running controllers by identity.
+    controllers: Vec<(String, NsProcess)>,
     test: &'static str,
     starts: u32,
 }
@@ -60,7 +62,7 @@ impl Harness {
         let mut harness = Harness {
             lab,
             client,
-            controller: None,
+            controllers: Vec::new(),
             test,
             starts: 0,
         };
@@ -107,7 +109,7 @@ impl Harness {
             "--kubeconfig".into(),
             state.lab_kubeconfig.display().to_string(),
             "--identity".into(),
-            identity,
+            identity.clone(),
             "--lease-namespace".into(),
             NAMESPACE.into(),
             "--lease-name".into(),
@@ -129,16 +131,40 @@ impl Harness {
         self.lab
             .record_process(&format!("controller {}", self.test), process.pid())
             .expect("record process");
-        self.controller = Some(process);
+        self.controllers.push((identity, process));
     }
 
-    /// SIGKILL: no Lease release, no goodbye — a crash.
-    fn kill_controller(&mut self) {
-        if let Some(process) = self.controller.take() {
+    /// The identity holding the controllers' Lease, once one does.
+    async fn leader(&self) -> String {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let name = format!("ferrolb-{}", self.test);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(lease) = leases.get(&name).await
+                && let Some(holder) = lease.spec.and_then(|s| s.holder_identity)
+                && self.controllers.iter().any(|(id, _)| *id == holder)
+            {
+                return holder;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no controller leads within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL to the leading controller: no Lease release, no goodbye — a crash. Returns its
+    /// identity.
+    async fn kill_leader(&mut self) -> String {
+        let leader = self.leader().await;
+        if let Some(index) = self.controllers.iter().position(|(id, _)| *id == leader) {
+            let (_, process) = self.controllers.remove(index);
             let pid = nix::unistd::Pid::from_raw(i32::try_from(process.pid()).expect("pid"));
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             drop(process);
         }
+        leader
     }
 
     fn services(&self) -> Api<Service> {
@@ -277,7 +303,7 @@ impl Harness {
     }
 
     async fn finish(mut self) {
-        if let Some(mut process) = self.controller.take() {
+        for (_, mut process) in self.controllers.drain(..) {
             process.stop();
         }
         self.clear().await;
@@ -287,12 +313,13 @@ impl Harness {
 /// A failed test shows what the controller logged; the lab's run directory goes with the lab.
 impl Drop for Harness {
     fn drop(&mut self) {
-        if std::thread::panicking()
-            && let Some(process) = &self.controller
-        {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (identity, process) in &self.controllers {
             let log = std::fs::read_to_string(process.log()).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("controller log (last lines):");
+            eprintln!("controller {identity} log (last lines):");
             for line in tail.into_iter().rev() {
                 eprintln!("  {line}");
             }
@@ -581,7 +608,7 @@ async fn killed_and_restarted_controller_moves_no_ip() {
         lab.create_service(name, no_annotations(), no_spec()).await;
         held.insert(name, lab.wait_ips(name).await);
     }
-    lab.kill_controller();
+    lab.kill_leader().await;
     // While no controller runs: the lowest address is freed and a new Service waits.
     lab.services()
         .delete("restart-a", &DeleteParams::default())
@@ -745,5 +772,26 @@ async fn prefer_dual_stack_from_a_single_family_pool_gets_one_address() {
     )
     .await;
     assert_eq!(lab.wait_ips("prefer-a").await, ["203.0.113.120"]);
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn standby_takes_over_when_the_leader_dies_and_moves_no_ip() {
+    let mut lab = Harness::start("failover").await;
+    lab.start_controller();
+    lab.create_pool("failover", &["203.0.113.128/29"], json!({}))
+        .await;
+    lab.create_service("failover-a", no_annotations(), no_spec())
+        .await;
+    let held = lab.wait_ips("failover-a").await;
+    let dead = lab.kill_leader().await;
+    lab.create_service("failover-b", no_annotations(), no_spec())
+        .await;
+    // The standby leads once the lease (3 s) expires, re-claims failover-a's address and
+    // hands out the next one.
+    assert_eq!(lab.wait_ips("failover-b").await, ["203.0.113.129"]);
+    assert_ne!(lab.leader().await, dead);
+    let a = lab.services().get("failover-a").await.expect("get");
+    assert_eq!(ips(&a), held);
     lab.finish().await;
 }
