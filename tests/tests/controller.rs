@@ -795,3 +795,63 @@ async fn standby_takes_over_when_the_leader_dies_and_moves_no_ip() {
     assert_eq!(ips(&a), held);
     lab.finish().await;
 }
+
+#[tokio::test]
+async fn exhausted_pool_serves_a_waiting_service_once_an_ip_is_freed() {
+    let lab = Harness::start("exhaust").await;
+    lab.create_pool("exhaust", &["203.0.113.136/32"], json!({}))
+        .await;
+    lab.create_service("exhaust-a", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("exhaust-a").await, ["203.0.113.136"]);
+    lab.create_service("exhaust-b", no_annotations(), no_spec())
+        .await;
+    let (_, message) = lab.wait_failed("exhaust-b").await;
+    assert!(message.contains("no free"), "{message}");
+    lab.services()
+        .delete("exhaust-a", &DeleteParams::default())
+        .await
+        .expect("delete");
+    assert_eq!(lab.wait_ips("exhaust-b").await, ["203.0.113.136"]);
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn requested_ip_outside_every_pool_or_of_the_wrong_family_fails() {
+    let lab = Harness::start("badreq").await;
+    lab.create_pool(
+        "badreq",
+        &["203.0.113.144/29", "2001:db8:20::/125"],
+        json!({}),
+    )
+    .await;
+    lab.create_service(
+        "badreq-outside",
+        json!({"ferrolb.io/loadBalancerIPs": "192.0.2.77"}),
+        no_spec(),
+    )
+    .await;
+    let (_, message) = lab.wait_failed("badreq-outside").await;
+    assert!(
+        message.contains("192.0.2.77") && message.contains("not in any pool"),
+        "{message}"
+    );
+    lab.create_service(
+        "badreq-family",
+        json!({"ferrolb.io/loadBalancerIPs": "2001:db8:20::1"}),
+        json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"]}),
+    )
+    .await;
+    let (_, message) = lab.wait_failed("badreq-family").await;
+    assert!(message.contains("2001:db8:20::1"), "{message}");
+    lab.create_service(
+        "badreq-garbage",
+        json!({"ferrolb.io/loadBalancerIPs": "not-an-ip"}),
+        no_spec(),
+    )
+    .await;
+    let (reason, message) = lab.wait_failed("badreq-garbage").await;
+    assert_eq!(reason, "InvalidRequest");
+    assert!(message.contains("ferrolb.io/loadBalancerIPs"), "{message}");
+    lab.finish().await;
+}

@@ -276,6 +276,25 @@ impl Context {
     /// for Events.
     fn decide(&self, key: &ServiceKey, svc: &Service) -> Result<Decision, ReconcileError> {
         let mut state = self.lock();
+        // Deleted while this reconcile was queued: the store drops it before the deletion
+        // reaches `forget`, so checking under the lock closes the gap in which an address could
+        // be assigned to a Service that no longer exists.
+        if self
+            .services
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+            .is_none()
+        {
+            if let Some(allocator) = state.allocator.as_mut() {
+                allocator.release(key);
+            }
+            return Ok(Decision {
+                before: Published::default(),
+                outcome: Outcome::NotOurs,
+                aliases: Vec::new(),
+                freed: Vec::new(),
+                displaced: Vec::new(),
+            });
+        }
         let before = match state.written.get(key) {
             Some((version, written)) if *version == svc.metadata.resource_version => {
                 written.clone()
