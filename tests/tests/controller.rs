@@ -855,3 +855,110 @@ async fn requested_ip_outside_every_pool_or_of_the_wrong_family_fails() {
     assert!(message.contains("ferrolb.io/loadBalancerIPs"), "{message}");
     lab.finish().await;
 }
+
+#[tokio::test]
+async fn local_traffic_policy_shares_only_with_the_same_pod_selector() {
+    let lab = Harness::start("local").await;
+    lab.create_pool("local", &["203.0.113.152/29"], json!({}))
+        .await;
+    let key = json!({"ferrolb.io/allow-shared-ip": "web"});
+    let local = |app: &str, port: u16| {
+        json!({
+            "externalTrafficPolicy": "Local",
+            "selector": {"app": app},
+            "ports": [{"name": "p", "port": port, "protocol": "TCP"}],
+        })
+    };
+    lab.create_service("local-a", key.clone(), local("web", 80))
+        .await;
+    let first = lab.wait_ips("local-a").await;
+    lab.create_service("local-b", key.clone(), local("web", 443))
+        .await;
+    assert_eq!(lab.wait_ips("local-b").await, first, "same selector shares");
+    lab.create_service("local-c", key, local("other", 8080))
+        .await;
+    let other = lab.wait_ips("local-c").await;
+    assert_ne!(other, first, "another selector must not share under Local");
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn single_stack_ipv6_service_gets_an_ipv6_address() {
+    let lab = Harness::start("six").await;
+    lab.create_pool(
+        "six",
+        &["203.0.113.160/30", "2001:db8:30::10-2001:db8:30::1f"],
+        json!({}),
+    )
+    .await;
+    lab.create_service(
+        "six-a",
+        no_annotations(),
+        json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"]}),
+    )
+    .await;
+    assert_eq!(lab.wait_ips("six-a").await, ["2001:db8:30::10"]);
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn unrelated_spec_edit_keeps_the_ip_but_a_new_requested_pool_moves_it() {
+    let lab = Harness::start("edit").await;
+    lab.create_pool("edit-first", &["203.0.113.168/30"], json!({}))
+        .await;
+    lab.create_pool("edit-second", &["203.0.113.172/30"], json!({}))
+        .await;
+    lab.create_service("edit-a", no_annotations(), no_spec())
+        .await;
+    let held = lab.wait_ips("edit-a").await;
+    assert_eq!(held, ["203.0.113.168"]);
+    lab.services()
+        .patch(
+            "edit-a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": {"labels": {"tier": "front"}},
+                "spec": {"ports": [{"name": "p", "port": 80, "protocol": "TCP"}, {"name": "q", "port": 81, "protocol": "TCP"}]},
+            })),
+        )
+        .await
+        .expect("edit");
+    // The condition's observedGeneration follows the edit while the address stays.
+    let generation = lab
+        .services()
+        .get("edit-a")
+        .await
+        .expect("get")
+        .metadata
+        .generation;
+    lab.wait_service("edit-a", |s| {
+        let observed = s
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == "ferrolb.io/IPAllocated")?
+            .observed_generation;
+        (observed == generation).then_some(())
+    })
+    .await;
+    assert_eq!(ips(&lab.services().get("edit-a").await.expect("get")), held);
+    lab.services()
+        .patch(
+            "edit-a",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"ferrolb.io/address-pool": "edit-second"}}}),
+            ),
+        )
+        .await
+        .expect("request pool");
+    let moved = lab
+        .wait_service("edit-a", |s| {
+            Some(ips(s)).filter(|ips| ips == &["203.0.113.172"])
+        })
+        .await;
+    assert_eq!(moved, ["203.0.113.172"]);
+    lab.finish().await;
+}
