@@ -962,3 +962,67 @@ async fn unrelated_spec_edit_keeps_the_ip_but_a_new_requested_pool_moves_it() {
     assert_eq!(moved, ["203.0.113.172"]);
     lab.finish().await;
 }
+
+#[tokio::test]
+async fn pool_restricted_to_a_namespace_is_preferred_there_and_unused_elsewhere() {
+    let lab = Harness::start("scoped").await;
+    let namespace = "ferrolb-e2e-scoped";
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(lab.client.clone());
+    if namespaces
+        .get_opt(namespace)
+        .await
+        .expect("get namespace")
+        .is_none()
+    {
+        let object =
+            serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create namespace");
+    }
+    // The restricted pool sorts after the open one by name and priority, yet is tried first for
+    // Services of its namespace (SPEC §4: restricted pools that match come first).
+    lab.create_pool("scoped-open", &["203.0.113.176/30"], json!({}))
+        .await;
+    lab.create_pool(
+        "scoped-team",
+        &["203.0.113.180/30"],
+        json!({"serviceAllocation": {"namespaces": [namespace], "priority": 9}}),
+    )
+    .await;
+    let scoped: Api<Service> = Api::namespaced(lab.client.clone(), namespace);
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "scoped-a", "namespace": namespace},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "p", "port": 80, "protocol": "TCP"}]},
+    }))
+    .expect("service");
+    let _ = scoped.delete("scoped-a", &DeleteParams::default()).await;
+    let deadline = Instant::now() + WAIT;
+    while scoped.get_opt("scoped-a").await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "old scoped-a not gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    scoped
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create");
+    lab.create_service("scoped-b", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("scoped-b").await, ["203.0.113.176"]);
+    let deadline = Instant::now() + WAIT;
+    let team = loop {
+        let got = ips(&scoped.get("scoped-a").await.expect("get"));
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "scoped-a got no address");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(team, ["203.0.113.180"]);
+    scoped
+        .delete("scoped-a", &DeleteParams::default())
+        .await
+        .expect("delete");
+    lab.finish().await;
+}
