@@ -4,3 +4,4 @@
 pub mod allocator;
 pub mod args;
 pub mod metrics;
+pub mod reconciler;
