@@ -146,6 +146,8 @@ fn service(index: usize) -> anyhow::Result<Service> {
         "metadata": {"name": format!("bench-{index:05}"), "labels": {LABEL: "true"}},
         "spec": {
             "type": "LoadBalancer",
+            // The node-port range (2,768 ports) would run out long before 10,000 Services.
+            "allocateLoadBalancerNodePorts": false,
             "ports": [{"name": "p", "port": 80, "protocol": "TCP"}],
             "selector": {"app": "bench"},
         },
@@ -198,6 +200,15 @@ impl Controllers<'_> {
         let process = NetNs::adopt(&state.control_plane_namespace).spawn(&argv, &log)?;
         self.lab.record_process("controller bench", process.pid())?;
         Ok(process)
+    }
+}
+
+/// Stops the Service watch on every exit path, before the lab goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -261,10 +272,10 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
         )
         .await?;
     let assigned = Arc::new(Assigned::default());
-    let watch = {
+    let _watch = {
         let assigned = Arc::clone(&assigned);
         let services = services.clone();
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let config = watcher::Config::default().labels(LABEL);
             let mut events = watcher(services, config).boxed();
             while let Some(event) = events.next().await {
@@ -273,10 +284,13 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
                         assigned.record(&s);
                     }
                     Ok(_) => {}
-                    Err(error) => eprintln!("watch: {error}"),
+                    Err(error) => {
+                        eprintln!("watch: {error}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
-        })
+        }))
     };
     let mut controllers = Controllers {
         lab,
@@ -373,6 +387,5 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
     let (rss, hwm) = memory(controller.pid())?;
     println!("controller at {total} Services: VmRSS {rss} KiB, VmHWM {hwm} KiB");
     controller.stop();
-    watch.abort();
     Ok(())
 }
