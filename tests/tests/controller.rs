@@ -17,7 +17,7 @@ use ferrolb_config::crd::IPAddressPool;
 use ferrolb_lab::lab::Lab;
 use ferrolb_lab::netns::{NetNs, NsProcess, RunPrefix};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -72,15 +72,32 @@ impl Harness {
     }
 
     async fn clear(&self) {
-        let services: Api<Service> = Api::namespaced(self.client.clone(), NAMESPACE);
+        // Test Services may live in other namespaces too.
+        let services: Api<Service> = Api::all(self.client.clone());
         let listed = services
             .list(&ListParams::default().labels(TEST_LABEL))
             .await
             .expect("list services");
         for service in listed.items {
-            if let Some(name) = service.metadata.name {
-                let _ = services.delete(&name, &DeleteParams::default()).await;
+            if let (Some(name), Some(namespace)) =
+                (service.metadata.name, service.metadata.namespace)
+            {
+                let _ = Api::<Service>::namespaced(self.client.clone(), &namespace)
+                    .delete(&name, &DeleteParams::default())
+                    .await;
             }
+        }
+        // Deletion is asynchronous; a leftover must not hold an address into the next test.
+        let deadline = Instant::now() + WAIT;
+        while !services
+            .list(&ListParams::default().labels(TEST_LABEL))
+            .await
+            .expect("list services")
+            .items
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "test Services not gone");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let pools: Api<IPAddressPool> = Api::all(self.client.clone());
         for pool in pools
@@ -193,35 +210,95 @@ impl Harness {
             .expect("create pool");
     }
 
-    /// Creates a LoadBalancer Service; `spec` and `annotations` are merged over a one-port TCP
-    /// Service.
+    /// Creates a LoadBalancer Service in the default namespace; `spec` and `annotations` are
+    /// merged over a one-port TCP Service.
     async fn create_service(&self, name: &str, annotations: Value, spec: Value) {
-        let mut base = json!({
-            "type": "LoadBalancer",
-            "ports": [{"name": "p", "port": 80, "protocol": "TCP"}],
-            "selector": {"app": name},
-        });
-        if let (Some(base), Some(spec)) = (base.as_object_mut(), spec.as_object()) {
-            base.extend(spec.clone());
-        }
-        let service: Service = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {
-                "name": name,
-                "namespace": NAMESPACE,
-                "labels": {TEST_LABEL: "true"},
-                "annotations": annotations,
-            },
-            "spec": base,
-        }))
-        .expect("service");
-        self.services()
-            .create(&PostParams::default(), &service)
-            .await
-            .expect("create service");
+        create_test_service(&self.services(), name, json!({}), annotations, spec).await;
     }
 
+    /// A Namespace without labels (created, or its labels removed).
+    async fn unlabelled_namespace(&self, name: &str) -> Api<Service> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        match namespaces.get_opt(name).await.expect("get namespace") {
+            None => {
+                let object =
+                    serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+                namespaces
+                    .create(&PostParams::default(), &object)
+                    .await
+                    .expect("create namespace");
+            }
+            Some(_) => {
+                namespaces
+                    .patch(
+                        name,
+                        &PatchParams::default(),
+                        &Patch::Json::<()>(
+                            serde_json::from_value(json!([
+                                {"op": "replace", "path": "/metadata/labels", "value": {}}
+                            ]))
+                            .expect("json patch"),
+                        ),
+                    )
+                    .await
+                    .expect("clear namespace labels");
+            }
+        }
+        Api::namespaced(self.client.clone(), name)
+    }
+
+    /// Every test Service with its ingress IPs, across namespaces.
+    async fn test_service_ips(&self) -> BTreeMap<String, Vec<String>> {
+        Api::<Service>::all(self.client.clone())
+            .list(&ListParams::default().labels(TEST_LABEL))
+            .await
+            .expect("list services")
+            .items
+            .iter()
+            .filter_map(|s| Some((s.metadata.name.clone()?, ips(s))))
+            .collect()
+    }
+}
+
+/// Creates a test LoadBalancer Service through `services` (its namespace); `labels`, `spec` and
+/// `annotations` are merged over a one-port TCP Service carrying the test label.
+async fn create_test_service(
+    services: &Api<Service>,
+    name: &str,
+    labels: Value,
+    annotations: Value,
+    spec: Value,
+) {
+    let mut base = json!({
+        "type": "LoadBalancer",
+        "ports": [{"name": "p", "port": 80, "protocol": "TCP"}],
+        "selector": {"app": name},
+    });
+    if let (Some(base), Some(spec)) = (base.as_object_mut(), spec.as_object()) {
+        base.extend(spec.clone());
+    }
+    let mut all_labels = json!({TEST_LABEL: "true"});
+    if let (Some(all), Some(labels)) = (all_labels.as_object_mut(), labels.as_object()) {
+        all.extend(labels.clone());
+    }
+    let service: Service = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "labels": all_labels,
+            "annotations": annotations,
+        },
+        "spec": base,
+    }))
+    .expect("service");
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create service");
+}
+
+impl Harness {
     /// Polls the Service until `check` gives a value.
     async fn wait_service<T>(&self, name: &str, check: impl Fn(&Service) -> Option<T>) -> T {
         let deadline = Instant::now() + WAIT;
@@ -1024,5 +1101,283 @@ async fn pool_restricted_to_a_namespace_is_preferred_there_and_unused_elsewhere(
         .delete("scoped-a", &DeleteParams::default())
         .await
         .expect("delete");
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn avoid_buggy_ips_pool_never_hands_out_dot_zero_or_dot_255() {
+    let lab = Harness::start("buggy").await;
+    // Lowest first would be .254, .255, then the next range's .0, .1.
+    lab.create_pool(
+        "buggy",
+        &["198.51.100.254/31", "203.0.113.0/31"],
+        json!({"avoidBuggyIPs": true}),
+    )
+    .await;
+    lab.create_service("buggy-a", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("buggy-a").await, ["198.51.100.254"]);
+    lab.create_service("buggy-b", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("buggy-b").await, ["203.0.113.1"]);
+    // The two addresses left are both avoided: the pool is full.
+    lab.create_service("buggy-c", no_annotations(), no_spec())
+        .await;
+    let (_, message) = lab.wait_failed("buggy-c").await;
+    assert!(message.contains("no free"), "{message}");
+    lab.create_service(
+        "buggy-d",
+        json!({"ferrolb.io/loadBalancerIPs": "198.51.100.255"}),
+        no_spec(),
+    )
+    .await;
+    let (_, message) = lab.wait_failed("buggy-d").await;
+    assert!(message.contains("198.51.100.255"), "{message}");
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn service_selector_pool_with_better_priority_serves_matching_services_only() {
+    let lab = Harness::start("label").await;
+    // Unrestricted pools go by priority before name: "label-a-late" sorts first by name but has
+    // the worse priority.
+    lab.create_pool(
+        "label-a-late",
+        &["198.51.100.0/30"],
+        json!({"serviceAllocation": {"priority": 9}}),
+    )
+    .await;
+    lab.create_pool(
+        "label-open",
+        &["198.51.100.4/30"],
+        json!({"serviceAllocation": {"priority": 5}}),
+    )
+    .await;
+    lab.create_pool(
+        "label-gold",
+        &["198.51.100.8/30"],
+        json!({"serviceAllocation": {
+            "priority": 1,
+            "serviceSelectors": [{"matchLabels": {"tier": "gold"}}],
+        }}),
+    )
+    .await;
+    // An allocation made before the controller knows every pool would stick (stability).
+    for pool in ["label-a-late", "label-open", "label-gold"] {
+        lab.wait_pool_condition(pool, "Ready", "True").await;
+    }
+    create_test_service(
+        &lab.services(),
+        "label-gold-a",
+        json!({"tier": "gold"}),
+        no_annotations(),
+        no_spec(),
+    )
+    .await;
+    create_test_service(
+        &lab.services(),
+        "label-silver-a",
+        json!({"tier": "silver"}),
+        no_annotations(),
+        no_spec(),
+    )
+    .await;
+    lab.create_service("label-plain-a", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("label-gold-a").await, ["198.51.100.8"]);
+    let open = [
+        lab.wait_ips("label-silver-a").await,
+        lab.wait_ips("label-plain-a").await,
+    ];
+    for ips in &open {
+        assert_eq!(ips.len(), 1);
+        assert!(
+            ["198.51.100.4", "198.51.100.5"].contains(&ips[0].as_str()),
+            "{ips:?} not from label-open"
+        );
+    }
+    assert_ne!(open[0], open[1]);
+    let gold = lab.services().get("label-gold-a").await.expect("get");
+    assert_eq!(
+        annotation(&gold, "ferrolb.io/allocated-from-pool").as_deref(),
+        Some("label-gold")
+    );
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn namespace_relabel_keeps_existing_ip_and_sends_new_services_to_the_matching_pool() {
+    let lab = Harness::start("relabel").await;
+    let namespace = "ferrolb-e2e-relabel";
+    let services = lab.unlabelled_namespace(namespace).await;
+    lab.create_pool("relabel-open", &["198.51.100.16/30"], json!({}))
+        .await;
+    lab.create_pool(
+        "relabel-team",
+        &["198.51.100.20/30"],
+        json!({"serviceAllocation": {
+            "namespaceSelectors": [{"matchLabels": {"team": "blue"}}],
+        }}),
+    )
+    .await;
+    for pool in ["relabel-open", "relabel-team"] {
+        lab.wait_pool_condition(pool, "Ready", "True").await;
+    }
+    create_test_service(
+        &services,
+        "relabel-a",
+        json!({}),
+        no_annotations(),
+        no_spec(),
+    )
+    .await;
+    let wait_in_namespace = |name: &'static str| {
+        let services = services.clone();
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let got = ips(&services.get(name).await.expect("get"));
+                if !got.is_empty() {
+                    return got;
+                }
+                assert!(Instant::now() < deadline, "{name} got no address");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let held = wait_in_namespace("relabel-a").await;
+    assert_eq!(held, ["198.51.100.16"]);
+    let namespaces: Api<Namespace> = Api::all(lab.client.clone());
+    namespaces
+        .patch(
+            namespace,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "blue"}}})),
+        )
+        .await
+        .expect("label namespace");
+    // The label change reaches the controller through its Namespace watch; nothing in the API
+    // shows when it has, so give the watch a moment before creating the next Service.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    create_test_service(
+        &services,
+        "relabel-b",
+        json!({}),
+        no_annotations(),
+        no_spec(),
+    )
+    .await;
+    assert_eq!(wait_in_namespace("relabel-b").await, ["198.51.100.20"]);
+    // relabel-a is allowed in the open pool still, so it stays put (SPEC §4 stability).
+    assert_eq!(ips(&services.get("relabel-a").await.expect("get")), held);
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn metallb_sharing_key_alias_shares_the_ip_with_a_warning_event() {
+    let lab = Harness::start("sharealias").await;
+    lab.create_pool("sharealias", &["198.51.100.24/30"], json!({}))
+        .await;
+    let key = json!({"metallb.universe.tf/allow-shared-ip": "web"});
+    lab.create_service("sharealias-a", key.clone(), no_spec())
+        .await;
+    let first = lab.wait_ips("sharealias-a").await;
+    lab.create_service(
+        "sharealias-b",
+        key,
+        json!({"ports": [{"name": "p", "port": 443, "protocol": "TCP"}]}),
+    )
+    .await;
+    assert_eq!(lab.wait_ips("sharealias-b").await, first);
+    let warnings = lab
+        .wait_events("sharealias-b", "DeprecatedAnnotation")
+        .await;
+    assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
+    let note = warnings[0].note.clone().unwrap_or_default();
+    assert!(note.contains("ferrolb.io/allow-shared-ip"), "{note}");
+    lab.finish().await;
+}
+
+/// How many Services churn creates, and how many may be in flight at once.
+const CHURN_SERVICES: usize = 200;
+const CHURN_CONCURRENCY: usize = 16;
+
+#[tokio::test]
+async fn controller_killed_during_churn_restarts_without_moving_or_duplicating_an_ip() {
+    use futures::StreamExt;
+
+    let mut lab = Harness::start("churn").await;
+    lab.create_pool("churn", &["198.51.100.0/24"], json!({}))
+        .await;
+    lab.wait_pool_condition("churn", "Ready", "True").await;
+    let services = lab.services();
+    let creating = tokio::spawn(async move {
+        futures::stream::iter(0..CHURN_SERVICES)
+            .for_each_concurrent(CHURN_CONCURRENCY, |index| {
+                let services = services.clone();
+                async move {
+                    create_test_service(
+                        &services,
+                        &format!("churn-{index:03}"),
+                        json!({}),
+                        no_annotations(),
+                        no_spec(),
+                    )
+                    .await;
+                }
+            })
+            .await;
+    });
+    // Kill the controller once it is part-way through.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let assigned = lab
+            .test_service_ips()
+            .await
+            .values()
+            .filter(|ips| !ips.is_empty())
+            .count();
+        if assigned >= CHURN_SERVICES / 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {assigned} assigned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lab.kill_leader().await;
+    creating.await.expect("creating Services");
+    // A write the dead controller had sent may still land; after that, nothing changes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = lab.test_service_ips().await;
+    let held: BTreeMap<&String, &Vec<String>> =
+        before.iter().filter(|(_, ips)| !ips.is_empty()).collect();
+    assert!(
+        held.len() < CHURN_SERVICES,
+        "all {} assigned before the kill: the kill came too late to test a restart",
+        held.len()
+    );
+    lab.start_controller();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let now = lab.test_service_ips().await;
+        if now.len() == CHURN_SERVICES && now.values().all(|ips| !ips.is_empty()) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {CHURN_SERVICES} assigned after the restart",
+            now.values().filter(|ips| !ips.is_empty()).count()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (name, ips) in &held {
+        assert_eq!(&&after[*name], ips, "{name} moved across the restart");
+    }
+    let mut owners: BTreeMap<&String, &String> = BTreeMap::new();
+    for (name, ips) in &after {
+        assert_eq!(ips.len(), 1, "{name}: {ips:?}");
+        if let Some(other) = owners.insert(&ips[0], name) {
+            panic!("{name} and {other} share {}", ips[0]);
+        }
+    }
     lab.finish().await;
 }
