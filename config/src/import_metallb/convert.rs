@@ -119,9 +119,17 @@ impl Converter<'_> {
         self.notes.push(origin.note(field, message));
     }
 
-    /// Decisions that references depend on: names, alias renames, peers left out.
+    /// Decisions that references depend on: peers left out, names, alias renames.
     fn plan(&mut self, inputs: &[Input]) {
         for Input { origin, object } in inputs {
+            if let Spec::BGPPeer(spec) = &object.spec
+                && let Some((field, message)) = left_out_reason(spec)
+            {
+                self.note(origin, field, message);
+                self.left_out_peers
+                    .insert((object.namespace.clone(), object.name.clone()));
+                continue;
+            }
             let kind = object.kind();
             if let Some(new) = self.names.assign(kind, &object.namespace, &object.name) {
                 self.note(
@@ -136,54 +144,23 @@ impl Converter<'_> {
                     ),
                 );
             }
-            match &object.spec {
-                Spec::Community(spec) => {
-                    for (i, alias) in spec.communities.iter().enumerate() {
-                        if CommunityValue::is_alias_name(&alias.name) {
-                            continue;
-                        }
-                        let new = alias_name(&alias.name);
-                        self.note(
-                            origin,
-                            &format!("spec.communities[{i}].name"),
-                            format!(
-                                "alias {:?} is not a lowercase name of letters, digits, '-' and \
-                                 '.'; renamed to {new:?} (advertisements using it follow)",
-                                alias.name
-                            ),
-                        );
-                        self.alias_renames.insert(alias.name.clone(), new);
+            if let Spec::Community(spec) = &object.spec {
+                for (i, alias) in spec.communities.iter().enumerate() {
+                    if CommunityValue::is_alias_name(&alias.name) {
+                        continue;
                     }
+                    let new = alias_name(&alias.name);
+                    self.note(
+                        origin,
+                        &format!("spec.communities[{i}].name"),
+                        format!(
+                            "alias {:?} is not a lowercase name of letters, digits, '-' and '.'; \
+                             renamed to {new:?} (advertisements using it follow)",
+                            alias.name
+                        ),
+                    );
+                    self.alias_renames.insert(alias.name.clone(), new);
                 }
-                Spec::BGPPeer(spec) => {
-                    let reason = if !spec.vrf.is_empty() {
-                        Some((
-                            "spec.vrf",
-                            format!(
-                                "VRF {:?}: ferrolb peers from the default VRF only, where this \
-                                 session would reach a different network; peer not converted",
-                                spec.vrf
-                            ),
-                        ))
-                    } else if !spec.interface.is_empty() {
-                        Some((
-                            "spec.interface",
-                            format!(
-                                "BGP unnumbered over interface {:?} is not supported (ferrolb \
-                                 peers by address); peer not converted",
-                                spec.interface
-                            ),
-                        ))
-                    } else {
-                        None
-                    };
-                    if let Some((field, message)) = reason {
-                        self.note(origin, field, message);
-                        self.left_out_peers
-                            .insert((object.namespace.clone(), object.name.clone()));
-                    }
-                }
-                _ => {}
             }
         }
     }
@@ -658,6 +635,31 @@ impl Converter<'_> {
                 .collect(),
         }
     }
+}
+
+/// Why a peer is not converted: it would peer somewhere else than MetalLB did.
+fn left_out_reason(spec: &metallb::PeerSpec) -> Option<(&'static str, String)> {
+    if !spec.vrf.is_empty() {
+        return Some((
+            "spec.vrf",
+            format!(
+                "VRF {:?}: ferrolb peers from the default VRF only, where this session would reach \
+                 a different network; peer not converted",
+                spec.vrf
+            ),
+        ));
+    }
+    if !spec.interface.is_empty() {
+        return Some((
+            "spec.interface",
+            format!(
+                "BGP unnumbered over interface {:?} is not supported (ferrolb peers by address); \
+                 peer not converted",
+                spec.interface
+            ),
+        ));
+    }
+    None
 }
 
 /// A selector no node matches: nodes never carry [`UNCONVERTED_SELECTOR_KEY`].

@@ -210,8 +210,8 @@ pub fn convert(sources: &[Source], options: &Options) -> Result<Conversion, Impo
         .findings
         .iter()
         .map(|finding| {
-            // Documents are rendered one per object, in order; a finding without a document
-            // (none today) is located at the first input.
+            // Documents are rendered one per object, in order. `check` locates every finding
+            // of a readable document; anything else is shown without a location.
             let origin = finding
                 .doc
                 .checked_sub(1)
@@ -224,10 +224,10 @@ pub fn convert(sources: &[Source], options: &Options) -> Result<Conversion, Impo
                     legacy_path: None,
                 });
             Note {
+                field: origin.field(&finding.field),
                 file: origin.file,
                 doc: origin.doc,
                 object: origin.object,
-                field: finding.field.clone(),
                 message: format!(
                     "the converted {} fails ferrolb check: {}{}",
                     finding.object,

@@ -238,6 +238,19 @@ fn peer_in_a_vrf_is_left_out_and_removed_from_advertisements() {
 }
 
 #[test]
+fn peer_left_out_does_not_take_its_name() {
+    let text = [
+        object("BGPPeer", "tor", &format!("{PEER_SPEC}  vrf: red\n")),
+        object("BGPPeer", "tor", PEER_SPEC)
+            .replace("namespace: metallb-system", "namespace: other"),
+    ]
+    .join("---\n");
+    let c = run(&text);
+    let names: Vec<&str> = of!(c, BGPPeer).into_iter().map(name).collect();
+    assert_eq!(names, vec!["tor"]);
+}
+
+#[test]
 fn same_name_in_two_namespaces_is_renamed_and_references_follow() {
     let other = |text: String| text.replace("namespace: metallb-system", "namespace: tenant");
     let text = [
@@ -440,6 +453,23 @@ fn result_is_checked_and_findings_point_at_the_input() {
     assert_eq!(
         (c.findings[0].doc, c.findings[0].object.as_str()),
         (2, "IPAddressPool/b")
+    );
+}
+
+#[test]
+fn finding_on_a_legacy_object_names_the_legacy_key() {
+    let c = run(&legacy(
+        "address-pools:\n- {name: a, protocol: layer2, addresses: [198.51.100.0/24]}\n- {name: b, protocol: layer2, addresses: [198.51.100.0/25]}\n",
+    ));
+    assert!(c.has_errors);
+    let located: Vec<(&str, &str)> = c
+        .findings
+        .iter()
+        .map(|f| (f.object.as_str(), f.field.as_str()))
+        .collect();
+    assert!(
+        located.contains(&("ConfigMap/config", "config.address-pools[1].addresses[0]")),
+        "{located:?}"
     );
 }
 
