@@ -6,4 +6,5 @@ pub mod check;
 pub mod community;
 pub mod crd;
 pub mod duration;
+pub mod import_metallb;
 pub mod model;

@@ -3,27 +3,14 @@
 //! field its header names. (Fixtures that break an OpenAPI constraint instead, such as a minimum,
 //! are checked by the API server in the lab and by `ferrolb check`.)
 
+mod crd_cel;
 mod fixture_files;
 
 use std::path::Path;
 
-use ferrolb_config::crd::all_crds;
+use crd_cel::cel_errors;
 use fixture_files::{examples_dir, fixture_dir, header, yaml_files};
-use kube::core::cel::Validator;
 use serde_json::Value;
-
-fn schema_for(kind: &str) -> Value {
-    let crd = all_crds()
-        .into_iter()
-        .find(|c| c.spec.names.kind == kind)
-        .unwrap_or_else(|| panic!("no CRD for kind {kind}"));
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .expect("schema");
-    serde_json::to_value(schema).expect("schema serializes")
-}
 
 fn documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).expect("readable");
@@ -32,14 +19,6 @@ fn documents(path: &Path) -> Vec<Value> {
         .into_iter()
         .filter(|d| !d.is_null())
         .collect()
-}
-
-fn cel_errors(doc: &Value) -> Vec<String> {
-    let kind = doc["kind"].as_str().expect("kind");
-    match Validator::new().validate(&schema_for(kind), doc, None) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors.iter().map(ToString::to_string).collect(),
-    }
 }
 
 #[test]
