@@ -681,3 +681,114 @@ async fn rbac_grants_each_component_what_it_calls_and_nothing_else() {
     delete_all(&client, &manifests).await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// The speaker's metric names as its contract fixes them (SPEAKER-CONTRACT.md, "Metrics"), as
+/// exposed: counters with `_total`.
+const SPEAKER_CONTRACT_METRICS: &[&str] = &[
+    "ferrolb_l2_requests_total",
+    "ferrolb_l2_responses_total",
+    "ferrolb_l2_gratuitous_total",
+    "ferrolb_l2_conflicts_total",
+    "ferrolb_l2_announced_ips",
+    "ferrolb_l2_failovers_total",
+    "ferrolb_members_alive",
+    "ferrolb_membership_dropped_total",
+    "ferrolb_bgp_session_up",
+    "ferrolb_bgp_prefixes_announced",
+    "ferrolb_bgp_updates_sent_total",
+    "ferrolb_bfd_session_up",
+    "ferrolb_speaker_config_valid",
+];
+
+/// Every series name the controller exposes, read from its own registry's exposition: the
+/// `# TYPE` line of each family, expanded to the names a query sees. A labelled family shows up
+/// only once it has a series, so each gets one: two overlapping pools (one invalid), an
+/// allocation, a failed allocation and a failed reconcile.
+fn controller_series_names() -> Vec<String> {
+    use ferrolb_config::addresses::Family;
+    use ferrolb_config::model::{Objects, build};
+
+    let mut registry = prometheus_client::registry::Registry::with_prefix("ferrolb");
+    let metrics = ferrolb_controller::metrics::ControllerMetrics::register(&mut registry);
+    let pool = |name: &str| {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ferrolb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": { "name": name },
+            "spec": { "addresses": ["198.51.100.0/28"] },
+        }))
+        .expect("pool")
+    };
+    let (config, diagnostics) = build(&Objects {
+        pools: vec![pool("a"), pool("b")],
+        ..Objects::default()
+    });
+    metrics.record_config(&config, &diagnostics);
+    metrics.record_pool_use([("a", Family::V4, 1)]);
+    metrics.allocated("a", Family::V4);
+    metrics.allocation_failed("PoolExhausted");
+    metrics.reconcile_failed(Duration::from_millis(1), "Write");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    let mut names = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            match kind {
+                "counter" => names.push(format!("{name}_total")),
+                "histogram" => {
+                    names.extend(["bucket", "sum", "count"].map(|s| format!("{name}_{s}")));
+                }
+                _ => names.push(name.to_owned()),
+            }
+        }
+    }
+    names
+}
+
+/// The `ferrolb_*` names a text mentions.
+fn metric_names_in(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("ferrolb_"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn alerts_and_dashboard_query_only_metrics_the_binaries_expose() {
+    let controller = controller_series_names();
+    for family in [
+        "ferrolb_pool_addresses",
+        "ferrolb_pool_addresses_in_use",
+        "ferrolb_config_invalid_objects",
+        "ferrolb_reconcile_errors_total",
+        "ferrolb_allocation_failures_total",
+    ] {
+        assert!(
+            controller.iter().any(|n| n == family),
+            "{family} in {controller:?}"
+        );
+    }
+    let known = |name: &String| {
+        controller.contains(name) || SPEAKER_CONTRACT_METRICS.contains(&name.as_str())
+    };
+    for file in [
+        "deploy/helm/ferrolb/templates/prometheusrule.yaml",
+        "deploy/dashboards/ferrolb.json",
+    ] {
+        let text = std::fs::read_to_string(workspace_path(file)).expect("readable");
+        let used = metric_names_in(&text);
+        assert!(used.len() >= 5, "{file} queries ferrolb metrics: {used:?}");
+        let unknown: Vec<&String> = used.iter().filter(|name| !known(name)).collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} queries unknown metrics {unknown:?}"
+        );
+    }
+}
