@@ -82,7 +82,8 @@ impl Drop for Scratch {
     }
 }
 
-/// The pinned Helm, with its cache, config and data under `scratch` (never the user's own).
+/// The pinned Helm, with its cache, config and data (and the Kubernetes discovery cache) under
+/// `scratch`, never the user's own.
 fn helm(scratch: &Scratch) -> Command {
     let binary = locate_helm().unwrap_or_else(|error| panic!("{error}"));
     let mut command = Command::new(binary);
@@ -90,6 +91,7 @@ fn helm(scratch: &Scratch) -> Command {
         ("HELM_CACHE_HOME", "cache"),
         ("HELM_CONFIG_HOME", "config"),
         ("HELM_DATA_HOME", "data"),
+        ("KUBECACHEDIR", "kube-cache"),
     ] {
         command.env(variable, scratch.0.join("helm").join(dir));
     }
