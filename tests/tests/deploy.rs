@@ -214,6 +214,43 @@ fn chart_lints_clean_with_defaults_and_with_every_monitoring_object() {
 }
 
 #[test]
+fn packaged_chart_carries_every_crd_and_the_dashboard() {
+    let scratch = Scratch::new("package");
+    let mut package = helm(&scratch);
+    package
+        .arg("package")
+        .arg(chart_dir())
+        .arg("--destination")
+        .arg(&scratch.0);
+    run(package);
+    let version = std::fs::read_to_string(chart_dir().join("Chart.yaml"))
+        .expect("Chart.yaml")
+        .lines()
+        .find_map(|line| line.strip_prefix("version: ").map(str::to_owned))
+        .expect("chart version");
+    let mut list = Command::new("tar");
+    list.arg("tzf")
+        .arg(scratch.0.join(format!("ferrolb-{version}.tgz")));
+    let packaged = run(list);
+    let crd_files = cluster::yaml_files(&workspace_path("deploy/crds")).expect("deploy/crds");
+    assert!(!crd_files.is_empty());
+    for crd in crd_files {
+        let name = crd.file_name().expect("file name").to_string_lossy();
+        assert!(
+            packaged
+                .lines()
+                .any(|entry| entry == format!("ferrolb/crds/{name}")),
+            "{name} packaged in crds/:\n{packaged}"
+        );
+    }
+    assert!(
+        packaged
+            .lines()
+            .any(|entry| entry == "ferrolb/dashboards/ferrolb.json")
+    );
+}
+
+#[test]
 fn committed_manifests_and_chart_copies_match_a_fresh_render() {
     let helm = locate_helm().unwrap_or_else(|error| panic!("{error}"));
     let mut command = Command::new(workspace_path("deploy/render.sh"));
