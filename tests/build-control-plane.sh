@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the lab's real control plane — kube-apiserver and etcd — from pinned Go module versions with the
-# machine's Go toolchain, and caches the binaries by version:
+# Builds the lab's real control plane — kube-apiserver and etcd — and the Helm CLI that installs ferrolb's
+# chart into it, from pinned Go module versions with the machine's Go toolchain, and caches the binaries
+# by version:
 #   ${FERROLB_CACHE:-$HOME/.cache/ferrolb}/bin/kube-apiserver-<version>
 #   ${FERROLB_CACHE:-$HOME/.cache/ferrolb}/bin/etcd-<version>
+#   ${FERROLB_CACHE:-$HOME/.cache/ferrolb}/bin/helm-<version>
 # A warm cache never rebuilds. Versions come from tests/versions.env only.
 #
 # Why a throwaway module: k8s.io/kubernetes is not meant to be consumed as a module. Its go.mod requires the
@@ -15,6 +17,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions.env
 . "$here/versions.env"
 : "${KUBERNETES_VERSION:?missing in versions.env}" "${ETCD_VERSION:?missing in versions.env}"
+: "${HELM_VERSION:?missing in versions.env}"
 
 cache="${FERROLB_CACHE:-${HOME:?set HOME or FERROLB_CACHE}/.cache/ferrolb}"
 bin_dir="$cache/bin"
@@ -125,5 +128,26 @@ build_etcd() {
   log "$target built in $((SECONDS - started)) s"
 }
 
+# Helm's go.mod has no replace directives, so its command builds straight from the module; the
+# ldflags stamp what its Makefile stamps for a release, so `helm version` reports the pinned tag.
+build_helm() {
+  local target="helm-$HELM_VERSION"
+  if [ -x "$bin_dir/$target" ]; then log "cached: $target"; return; fi
+  prepare_build
+  log "building $target"
+  local dir="$work/helm" started=$SECONDS major="${HELM_VERSION%%.*}"
+  new_module "$dir" helm
+  cd "$dir"
+  go mod edit -require="helm.sh/helm/$major@$HELM_VERSION"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "helm.sh/helm/%s/cmd/helm"\n' "$major" >tools.go
+  go mod tidy
+  local pkg="helm.sh/helm/$major/internal/version"
+  go build -trimpath -ldflags="-w -s -X $pkg.version=$HELM_VERSION -X $pkg.gitTreeState=clean" \
+    -o "$dir/out" "helm.sh/helm/$major/cmd/helm"
+  install_binary "$dir/out" "$target"
+  log "$target built in $((SECONDS - started)) s"
+}
+
 build_etcd
 build_kube_apiserver
+build_helm

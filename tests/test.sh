@@ -20,7 +20,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "lab prerequisites (Debian packages, installed when missing)"
 ./tests/install-prerequisites.sh
 
-step "lab control plane: kube-apiserver and etcd (built from pinned Go modules once, then cached)"
+step "lab control plane and Helm: kube-apiserver, etcd and helm (built from pinned Go modules once, then cached)"
 ./tests/build-control-plane.sh
 
 step "cargo test"

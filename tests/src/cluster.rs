@@ -89,6 +89,16 @@ impl Manifest {
             .unwrap_or("<no name>");
         format!("{kind}/{name}")
     }
+
+    /// `metadata.name`, which every object applied by name needs.
+    pub fn name(&self) -> Result<&str, ClusterError> {
+        self.object["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| ClusterError::Parse {
+                path: self.source.clone(),
+                detail: format!("{}: no metadata.name", self.describe()),
+            })
+    }
 }
 
 /// Reads every document of a (multi-document) YAML file; empty documents are skipped.
@@ -185,7 +195,8 @@ pub fn is_established(crd: &CustomResourceDefinition) -> bool {
         })
 }
 
-async fn wait_established(
+/// Waits until the CRD `name` is Established, so objects of its kind can be created.
+pub async fn wait_established(
     api: &Api<CustomResourceDefinition>,
     name: &str,
     timeout: Duration,
@@ -374,12 +385,7 @@ pub async fn apply_manifest(
     persist: Persist,
 ) -> Result<DynamicObject, ClusterError> {
     let api = api_for(client, manifest).await?;
-    let name = manifest.object["metadata"]["name"]
-        .as_str()
-        .ok_or_else(|| ClusterError::Parse {
-            path: manifest.source.clone(),
-            detail: format!("{}: no metadata.name", manifest.describe()),
-        })?;
+    let name = manifest.name()?;
     let params = match persist {
         Persist::DryRun => apply_params().dry_run(),
         Persist::Store => apply_params(),
@@ -391,6 +397,44 @@ pub async fn apply_manifest(
             object: manifest.describe(),
             source,
         })
+}
+
+/// What a delete left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The object is gone.
+    Gone,
+    /// The object is still there, marked for deletion: its finalizers wait for a controller the lab
+    /// does not run (a Namespace waits for kube-controller-manager's namespace controller).
+    Finalizing,
+}
+
+/// Deletes a manifest's object (absent counts as deleted) and reports whether it is gone.
+pub async fn delete_manifest(
+    client: &kube::Client,
+    manifest: &Manifest,
+) -> Result<Removal, ClusterError> {
+    let api = api_for(client, manifest).await?;
+    let name = manifest.name()?;
+    let api_error = |action| {
+        let object = manifest.describe();
+        move |source| ClusterError::Api {
+            action,
+            object,
+            source,
+        }
+    };
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(response)) if response.code == 404 => return Ok(Removal::Gone),
+        Err(source) => return Err(api_error("deleting")(source)),
+    }
+    Ok(
+        match api.get_opt(name).await.map_err(api_error("reading"))? {
+            None => Removal::Gone,
+            Some(_) => Removal::Finalizing,
+        },
+    )
 }
 
 #[cfg(test)]

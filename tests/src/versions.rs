@@ -1,4 +1,4 @@
-//! The pinned control-plane versions and where their cached binaries live.
+//! The pinned control-plane (and Helm) versions and where their cached binaries live.
 //!
 //! `tests/versions.env` is the single place the versions are written. `tests/build-control-plane.sh`
 //! sources it to build the binaries; this module compiles the same file in (`include_str!`), so the
@@ -56,35 +56,33 @@ impl ControlPlaneVersions {
 
     /// Parses the shell-sourceable `KEY=VALUE` format of the versions file.
     pub fn parse(text: &str) -> Result<Self, VersionsError> {
-        let mut kubernetes = None;
-        let mut etcd = None;
-        for (index, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(VersionsError::MalformedLine {
-                    line: index + 1,
-                    text: raw.to_owned(),
-                });
-            };
-            let value = value.trim().trim_matches('"').to_owned();
-            match key.trim() {
-                "KUBERNETES_VERSION" => kubernetes = Some(value),
-                "ETCD_VERSION" => etcd = Some(value),
-                _ => {}
-            }
-        }
         Ok(Self {
-            kubernetes: kubernetes.ok_or(VersionsError::Missing {
-                key: "KUBERNETES_VERSION",
-            })?,
-            etcd: etcd.ok_or(VersionsError::Missing {
-                key: "ETCD_VERSION",
-            })?,
+            kubernetes: pinned_value(text, "KUBERNETES_VERSION")?,
+            etcd: pinned_value(text, "ETCD_VERSION")?,
         })
     }
+}
+
+/// The value of `key` in the shell-sourceable `KEY=VALUE` text of the versions file; every line
+/// is checked, so a malformed file is reported whichever key is asked for.
+fn pinned_value(text: &str, key: &'static str) -> Result<String, VersionsError> {
+    let mut found = None;
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(VersionsError::MalformedLine {
+                line: index + 1,
+                text: raw.to_owned(),
+            });
+        };
+        if name.trim() == key {
+            found = Some(value.trim().trim_matches('"').to_owned());
+        }
+    }
+    found.ok_or(VersionsError::Missing { key })
 }
 
 /// Paths of the cached control-plane binaries, checked to exist.
@@ -100,31 +98,45 @@ impl ControlPlaneBinaries {
     /// Locates the pinned binaries in the cache named by the environment (`FERROLB_CACHE`, else
     /// `$HOME/.cache/ferrolb`, as in the build script).
     pub fn locate() -> Result<Self, VersionsError> {
-        let cache = cache_directory(
-            std::env::var_os("FERROLB_CACHE").map(PathBuf::from),
-            std::env::var_os("HOME").map(PathBuf::from),
-        )?;
+        let cache = cache_from_environment()?;
         Self::locate_in(&cache, &ControlPlaneVersions::pinned()?)
     }
 
     /// Locates the binaries for `versions` under `cache`.
     pub fn locate_in(cache: &Path, versions: &ControlPlaneVersions) -> Result<Self, VersionsError> {
-        let existing = |name: &str, version: &str| {
-            let path = cache.join("bin").join(format!("{name}-{version}"));
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(VersionsError::NotBuilt {
-                    path,
-                    cache: cache.to_owned(),
-                })
-            }
-        };
         Ok(Self {
-            kube_apiserver: existing("kube-apiserver", &versions.kubernetes)?,
-            etcd: existing("etcd", &versions.etcd)?,
+            kube_apiserver: cached_binary(cache, "kube-apiserver", &versions.kubernetes)?,
+            etcd: cached_binary(cache, "etcd", &versions.etcd)?,
         })
     }
+}
+
+/// The Helm CLI the chart tests run: `HELM_VERSION` of the versions file, built into the same
+/// cache as the control plane.
+pub fn locate_helm() -> Result<PathBuf, VersionsError> {
+    let cache = cache_from_environment()?;
+    cached_binary(&cache, "helm", &pinned_value(VERSIONS_ENV, "HELM_VERSION")?)
+}
+
+/// `<cache>/bin/<name>-<version>`, checked to exist.
+fn cached_binary(cache: &Path, name: &str, version: &str) -> Result<PathBuf, VersionsError> {
+    let path = cache.join("bin").join(format!("{name}-{version}"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(VersionsError::NotBuilt {
+            path,
+            cache: cache.to_owned(),
+        })
+    }
+}
+
+/// The cache directory the environment names, as the build script finds it.
+fn cache_from_environment() -> Result<PathBuf, VersionsError> {
+    cache_directory(
+        std::env::var_os("FERROLB_CACHE").map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
 }
 
 /// The cache directory: `FERROLB_CACHE` if set, else `$HOME/.cache/ferrolb`.
@@ -157,6 +169,8 @@ mod tests {
             "k8s-openapi 0.29 covers 1.33–1.37"
         );
         assert!(versions.etcd.starts_with("v3.6."), "{}", versions.etcd);
+        let helm = pinned_value(VERSIONS_ENV, "HELM_VERSION").expect("HELM_VERSION pinned");
+        assert!(helm.starts_with("v4."), "{helm}");
     }
 
     #[test]

@@ -31,9 +31,15 @@ static LAB: OnceCell<Result<Mutex<Lab>, String>> = OnceCell::const_new();
 /// the binary exits. Tests hold the lock while they use it, so one test's writes never surprise
 /// another.
 pub async fn shared_lab() -> MutexGuard<'static, Lab> {
+    shared_lab_with(lab_options).await
+}
+
+/// [`shared_lab`] built from other options (e.g. fewer nodes, no routers); the first caller's
+/// options win, so a test binary uses one function for all its tests.
+pub async fn shared_lab_with(options: fn() -> LabOptions) -> MutexGuard<'static, Lab> {
     let lab = LAB
         .get_or_init(|| async {
-            let lab = Lab::start(lab_options())
+            let lab = Lab::start(options())
                 .await
                 .map_err(|error| format!("{error}"))?;
             let timings = lab.timings();
