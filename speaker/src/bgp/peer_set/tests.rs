@@ -644,3 +644,139 @@ fn session_status_carries_state_since_prefixes_and_error_text() {
     assert_eq!(bfd_state(SessionState::Up), BfdState::Up);
     assert_eq!(bfd_state(SessionState::AdminDown), BfdState::AdminDown);
 }
+
+// ---- driven on loopback ----------------------------------------------------------------------
+
+/// Polls `done` every 50 ms for up to 10 s.
+async fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..200 {
+        if let Some(value) = done() {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 10 s");
+}
+
+fn metrics_text(registry: &prometheus_client::registry::Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+    text
+}
+
+#[tokio::test]
+async fn peer_set_runs_a_session_reports_status_and_metrics_and_stops_a_removed_peer() {
+    use std::net::SocketAddr;
+
+    use crate::bfd::driver::DriverConfig;
+    use crate::bgp::fsm::PeerConfig;
+
+    let node_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let router_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    // The "router": a passive speaker on 127.0.0.2 waiting for the node.
+    let router = Speaker::listen(&[SocketAddr::new(router_ip, 0)]).expect("router listens");
+    let router_port = router.local_addresses()[0].port();
+    let to_node = router
+        .add_peer(
+            PeerSpec {
+                address: SocketAddr::new(node_ip, 179),
+                local_address: Some(router_ip),
+                session: PeerConfig {
+                    local_as: 64501,
+                    peer_as: PeerAs::Fixed(64500),
+                    bgp_identifier: Ipv4Addr::new(192, 0, 2, 2),
+                    hold_time: 9,
+                    keepalive: None,
+                    connect_retry: Duration::from_millis(200),
+                    connect_retry_max: Duration::from_secs(1),
+                    passive: true,
+                    families: vec![Family::IPV4_UNICAST],
+                    graceful_restart: None,
+                    jitter_seed: 7,
+                },
+                next_hops: NextHops::default(),
+                password: None,
+                ttl: None,
+                bfd: None,
+            },
+            Routes::new(),
+        )
+        .expect("router's peer");
+
+    // The node: connects out only; BFD on loopback so the set does not open the RFC ports.
+    let mut speaker = Speaker::listen(&[]).expect("node speaker");
+    let loopback_any = vec![SocketAddr::new(node_ip, 0)];
+    speaker
+        .start_bfd(&DriverConfig {
+            single_hop_listen: loopback_any.clone(),
+            multihop_listen: loopback_any,
+        })
+        .expect("BFD on loopback");
+    let mut set = PeerSet::new(speaker);
+    let mut peer = model_peer("tor", "127.0.0.2");
+    peer.port = router_port;
+    let config = config(std::slice::from_ref(&peer));
+    let desired = BTreeMap::from([("tor".to_owned(), routes(&["203.0.113.10/32"]))]);
+    let addresses = [node_ip];
+    let inputs = PeerSetInputs {
+        config: &config,
+        routes: &desired,
+        passwords: &BTreeMap::new(),
+        node_addresses: &addresses,
+    };
+    let errors = set.apply(&inputs).await;
+    assert!(errors.is_empty(), "{errors:?}");
+
+    let session = eventually("Established with one prefix sent", || {
+        let (bgp, _) = set.status();
+        bgp.into_iter()
+            .find(|s| s.state == BgpState::Established && s.prefixes_sent == 1)
+    })
+    .await;
+    assert_eq!(session.peer, "tor");
+    assert_eq!(
+        to_node.status().borrow().state,
+        State::Established,
+        "the router's side"
+    );
+    let mut registry = prometheus_client::registry::Registry::with_prefix("ferrolb");
+    let metrics = BgpMetrics::register(&mut registry);
+    set.record_metrics(&metrics);
+    let text = metrics_text(&registry);
+    for line in [
+        "ferrolb_bgp_session_up{peer=\"tor\"} 1",
+        "ferrolb_bgp_prefixes_announced{peer=\"tor\"} 1",
+        // The route, then End-of-RIB (RFC 4724 §2).
+        "ferrolb_bgp_updates_sent_total{peer=\"tor\"} 2",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains("ferrolb_bfd_session_up{"),
+        "no BFD configured:\n{text}"
+    );
+
+    // The BGPPeer no longer selects the node: Cease / Peer De-configured, and its series go.
+    let nothing = BTreeMap::new();
+    let errors = set
+        .apply(&PeerSetInputs {
+            routes: &nothing,
+            ..inputs
+        })
+        .await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(set.status(), (vec![], vec![]));
+    let mut router_status = to_node.status();
+    let closed = eventually("the router sees the Cease", || {
+        let status = router_status.borrow_and_update().clone();
+        status
+            .last_error
+            .filter(|_| status.state != State::Established)
+    })
+    .await;
+    assert!(closed.to_string().contains("PeerDeconfigured"), "{closed}");
+    set.record_metrics(&metrics);
+    let text = metrics_text(&registry);
+    assert!(!text.contains("peer=\"tor\""), "stale series:\n{text}");
+    set.shutdown().await;
+}
