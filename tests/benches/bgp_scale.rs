@@ -6,6 +6,8 @@
 //!    space with room for 10,000 host routes) and stops when `birdc show route protocol
 //!    node1_v6 count` reports all N (polled about every 20 ms). All are withdrawn before the next
 //!    trial.
+//!    A second series stops the BIRD peer and starts it again with the N prefixes wanted from the
+//!    start: the time from the session's Established (its `since`) to all N at BIRD.
 //! 2. Memory: the same N prefixes to all three routers; once each router's RIB holds all of them,
 //!    the VmRSS / VmHWM of this process (`/proc/self/status`), next to the figure before the routes
 //!    were applied. This process is more than a speaker: see `docs/BENCHMARKS.md` for what the
@@ -23,7 +25,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use ferrolb_config::crd::speaker_status::BgpState;
@@ -102,7 +104,45 @@ fn main() -> anyhow::Result<()> {
         node.apply(&cfg, &empty, &none);
         wait_bird_count(&topo, 0, Instant::now())?;
     }
-    report(prefixes, &samples);
+    report(
+        &format!("{prefixes} prefixes to BIRD on a running session"),
+        &samples,
+    );
+
+    // 1b. The BIRD session starts with the prefixes already wanted: from Established to all.
+    let bird = peer(RouterKind::Bird);
+    let mut without_bird = empty.clone();
+    without_bird.remove(&bird);
+    let mut samples = Vec::with_capacity(trials);
+    for trial in 1..=trials {
+        node.apply(&cfg, &without_bird, &none);
+        wait_bird_count(&topo, 0, Instant::now())?;
+        let mut to_bird = without_bird.clone();
+        to_bird.insert(bird.clone(), announced.clone());
+        node.apply(&cfg, &to_bird, &none);
+        // In-process status, read every 2 ms so BIRD polling starts right after Established.
+        let asked = Instant::now();
+        let since = loop {
+            let session = node.session(&bird).context("BIRD peer listed")?;
+            if let (BgpState::Established, Some(since)) = (session.state, &session.since) {
+                break since.clone();
+            }
+            if asked.elapsed() > SESSION_UP {
+                bail!("BIRD session not Established after {SESSION_UP:?}: {session:?}");
+            }
+            thread::sleep(Duration::from_millis(2));
+        };
+        wait_bird_count(&topo, prefixes, Instant::now())?;
+        let took = SystemTime::now().duration_since(SystemTime::from(since.0))?;
+        eprintln!("trial {trial}: {prefixes} prefixes at BIRD {took:?} after Established");
+        samples.push(took);
+    }
+    report(
+        &format!("{prefixes} prefixes to BIRD from session Established"),
+        &samples,
+    );
+    node.apply(&cfg, &empty, &none);
+    wait_bird_count(&topo, 0, Instant::now())?;
 
     // 2. Memory with the prefixes sent to all three routers.
     let before = memory()?;
@@ -234,7 +274,7 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[rank.min(sorted.len()) - 1]
 }
 
-fn report(prefixes: usize, samples: &[Duration]) {
+fn report(what: &str, samples: &[Duration]) {
     let mut sorted = samples.to_vec();
     sorted.sort();
     let Some((min, max)) = sorted.first().zip(sorted.last()) else {
@@ -243,7 +283,7 @@ fn report(prefixes: usize, samples: &[Duration]) {
     };
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
     println!(
-        "{prefixes} prefixes to BIRD after session up | n={} | min {} | p50 {} | p99 {} | max {}",
+        "{what} | n={} | min {} | p50 {} | p99 {} | max {}",
         sorted.len(),
         ms(*min),
         ms(percentile(&sorted, 50)),
