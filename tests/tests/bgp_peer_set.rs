@@ -60,8 +60,8 @@ fn asn(topo: &Topology, kind: RouterKind) -> u32 {
 struct Knobs<'a> {
     /// `holdTime` of frr-v4.
     frr_v4_hold: &'a str,
-    /// `bfdProfile` of bird-v4 and frr-v4.
-    bfd: &'a str,
+    /// `bfdProfile` of bird-v4 and frr-v4, if any.
+    bfd: Option<&'a str>,
     /// The GoBGP peers exist.
     gobgp: bool,
 }
@@ -83,7 +83,10 @@ fn manifests(topo: &Topology, knobs: &Knobs<'_>) -> String {
              spec:\n  receiveInterval: {ms}\n  transmitInterval: {ms}\n  detectMultiplier: 3\n"
         ));
     }
-    let bfd = format!("  bfdProfile: {}\n", knobs.bfd);
+    let bfd = knobs
+        .bfd
+        .map(|profile| format!("  bfdProfile: {profile}\n"))
+        .unwrap_or_default();
     let frr_v4 = format!("  holdTime: {}\n{bfd}", knobs.frr_v4_hold);
     let frr_v6 = format!(
         "  holdTime: 9s\n  sourceAddress: \"{}\"\n",
@@ -186,13 +189,27 @@ fn assert_no_reset(
     assert_eq!(
         &wait_established(node, &peers),
         since,
-        "a session was reset"
+        "a session was reset: {:?}",
+        node.status().0
     );
     assert_eq!(
         &RouterView::read(topo),
         before,
         "a router saw a session restart"
     );
+}
+
+/// Waits until bird-v4 and frr-v4 report BFD Up on the node.
+fn wait_bfd_up(node: &NodePeerSet) {
+    for bfd_peer in ["bird-v4", "frr-v4"] {
+        netns::wait_for(&format!("{bfd_peer} BFD Up"), SESSION_UP, || {
+            let (_, bfd) = node.status();
+            bfd.iter()
+                .any(|s| s.peer == bfd_peer && s.state == BfdState::Up)
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {:?}", node.status().1));
+    }
 }
 
 fn all_peers(gobgp: bool) -> Vec<String> {
@@ -208,7 +225,7 @@ fn peer_set_announces_hitlessly_resets_only_for_open_changes_and_closes_removed_
     let topo = topology(&ROUTERS, true, None);
     let mut knobs = Knobs {
         frr_v4_hold: "9s",
-        bfd: "fast",
+        bfd: None,
         gobgp: true,
     };
     let v4 = prefix("203.0.113.10/32");
@@ -227,15 +244,6 @@ fn peer_set_announces_hitlessly_resets_only_for_open_changes_and_closes_removed_
         Vec::<String>::new()
     );
     let since = wait_established(&node, &all_peers(true));
-    for bfd_peer in ["bird-v4", "frr-v4"] {
-        netns::wait_for(&format!("{bfd_peer} BFD Up"), SESSION_UP, || {
-            let (_, bfd) = node.status();
-            bfd.iter()
-                .any(|s| s.peer == bfd_peer && s.state == BfdState::Up)
-                .then_some(())
-        })
-        .unwrap_or_else(|e| panic!("{e}: {:?}", node.status().1));
-    }
     for kind in ROUTERS {
         assert_lb_routes(
             &topo,
@@ -262,8 +270,25 @@ fn peer_set_announces_hitlessly_resets_only_for_open_changes_and_closes_removed_
     }
     assert_no_reset(&node, &topo, &since, &before);
 
+    // BFD added to the running sessions (the routers have it configured for the node all along):
+    // the BFD sessions come up, BGP stays.
+    knobs.bfd = Some("fast");
+    cfg = config(&manifests(&topo, &knobs));
+    assert_eq!(
+        node.apply(&cfg, &routes, &no_passwords),
+        Vec::<String>::new()
+    );
+    wait_bfd_up(&node);
+    for kind in [RouterKind::Bird, RouterKind::Frr] {
+        netns::wait_for(&format!("{kind}: BFD Up with node 1"), SESSION_UP, || {
+            bfd_lab::router_bfd_up(&topo, kind).ok()?.then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_no_reset(&node, &topo, &since, &before);
+
     // A new BFD profile is polled through (RFC 5880 §6.8.3); BGP stays.
-    knobs.bfd = "slow";
+    knobs.bfd = Some("slow");
     cfg = config(&manifests(&topo, &knobs));
     assert_eq!(
         node.apply(&cfg, &routes, &no_passwords),
