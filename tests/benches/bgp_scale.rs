@@ -72,7 +72,12 @@ fn main() -> anyhow::Result<()> {
     for kind in ROUTERS {
         let asn = topo.router(kind)?.config().options.asn;
         let name = peer(kind);
-        yaml.push_str(&peer_yaml(&name, router_address(kind, false), asn, ""));
+        yaml.push_str(&peer_yaml(
+            &name,
+            router_address(kind, false),
+            Some(asn),
+            "",
+        ));
     }
     let cfg = config(&yaml);
     let none = BTreeMap::new();

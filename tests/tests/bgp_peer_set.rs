@@ -24,7 +24,8 @@ use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use peer_set_lab::{NODE, NodePeerSet, config, desired_bgp, peer_yaml, router_address};
 use rib_wait::{
-    assert_lb_routes, frr_connections_established, rib, wait_gone, wait_route, wait_sessions_down,
+    assert_lb_routes, frr_connections_established, frr_neighbor, rib, wait_gone, wait_route,
+    wait_sessions_down,
 };
 
 const SESSION_UP: Duration = Duration::from_secs(30);
@@ -106,7 +107,9 @@ fn manifests(topo: &Topology, knobs: &Knobs<'_>) -> String {
     for (kind, v4, extra) in peers {
         let name = peer_name(kind, v4);
         let address = router_address(kind, v4);
-        yaml.push_str(&peer_yaml(&name, address, asn(topo, kind), &extra));
+        // The GoBGP IPv6 peer takes whatever external AS GoBGP announces.
+        let peer_asn = (kind != RouterKind::Gobgp || v4).then(|| asn(topo, kind));
+        yaml.push_str(&peer_yaml(&name, address, peer_asn, &extra));
     }
     yaml
 }
@@ -252,6 +255,15 @@ fn peer_set_announces_hitlessly_resets_only_for_open_changes_and_closes_removed_
             200,
         );
     }
+    // No routerID in the BGPPeers: the node's IPv4 address is the BGP identifier on both families.
+    for v4_session in [true, false] {
+        let neighbor = frr_neighbor(&topo, node_ip(v4_session));
+        assert_eq!(
+            neighbor["remoteRouterId"],
+            plan::node_v4(NODE).to_string(),
+            "{neighbor}"
+        );
+    }
     let before = RouterView::read(&topo);
 
     // New and withdrawn routes: UPDATEs on the running sessions, no reset anywhere.
@@ -360,7 +372,7 @@ fn peer_without_its_password_secret_is_not_started_until_the_password_is_there()
          addresses: [\"{}\"]\n---\napiVersion: ferrolb.io/v1beta1\nkind: BGPAdvertisement\n\
          metadata:\n  name: lb\nspec:\n  ipAddressPools: [lb]\n{}",
         plan::BGP_POOL_V4,
-        peer_yaml("frr-v4", address, asn(&topo, RouterKind::Frr), extra)
+        peer_yaml("frr-v4", address, Some(asn(&topo, RouterKind::Frr)), extra)
     );
     let cfg = config(&yaml);
     let v4 = prefix("203.0.113.10/32");

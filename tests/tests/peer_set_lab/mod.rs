@@ -84,11 +84,15 @@ pub fn desired_bgp(config: &Config, ips: &[IpAddr]) -> BTreeMap<String, Routes> 
     desired::compute(&inputs).bgp
 }
 
-/// A BGPPeer document.
-pub fn peer_yaml(name: &str, address: IpAddr, peer_asn: u32, extra: &str) -> String {
+/// A BGPPeer document: `peerASN` when given, else `dynamicASN: external`.
+pub fn peer_yaml(name: &str, address: IpAddr, peer_asn: Option<u32>, extra: &str) -> String {
+    let asn = peer_asn.map_or_else(
+        || "dynamicASN: external".to_owned(),
+        |asn| format!("peerASN: {asn}"),
+    );
     format!(
         "---\napiVersion: ferrolb.io/v1beta1\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n  \
-         myASN: {}\n  peerASN: {peer_asn}\n  peerAddress: \"{address}\"\n  connectTime: 1s\n{extra}",
+         myASN: {}\n  {asn}\n  peerAddress: \"{address}\"\n  connectTime: 1s\n{extra}",
         plan::NODE_ASN
     )
 }

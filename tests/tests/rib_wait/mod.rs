@@ -44,8 +44,8 @@ pub fn wait_gone(topo: &Topology, kind: RouterKind, prefix: IpNet) {
     .unwrap_or_else(|e| panic!("{e}: {:?}", rib(topo, kind, prefix)));
 }
 
-/// FRR's count of sessions established with a neighbour: it grows on every reset.
-pub fn frr_connections_established(topo: &Topology, neighbour: IpAddr) -> u64 {
+/// FRR's view of its neighbour `neighbour` (`show bgp neighbors … json`).
+pub fn frr_neighbor(topo: &Topology, neighbour: IpAddr) -> serde_json::Value {
     let frr = topo.router(RouterKind::Frr).expect("frr");
     let ns = frr.namespace().name().to_owned();
     let command = format!("show bgp neighbors {neighbour} json");
@@ -54,9 +54,15 @@ pub fn frr_connections_established(topo: &Topology, neighbour: IpAddr) -> u64 {
         .exec(&["vtysh", "-N", &ns, "-c", &command])
         .expect("vtysh");
     let json: serde_json::Value = serde_json::from_str(&out).expect("FRR neighbour JSON");
-    json[neighbour.to_string()]["connectionsEstablished"]
+    json[neighbour.to_string()].clone()
+}
+
+/// FRR's count of sessions established with a neighbour: it grows on every reset.
+pub fn frr_connections_established(topo: &Topology, neighbour: IpAddr) -> u64 {
+    let neighbor = frr_neighbor(topo, neighbour);
+    neighbor["connectionsEstablished"]
         .as_u64()
-        .unwrap_or_else(|| panic!("no connectionsEstablished in {out}"))
+        .unwrap_or_else(|| panic!("no connectionsEstablished in {neighbor}"))
 }
 
 /// Waits until `kind` has no established session with any of `addresses`.
