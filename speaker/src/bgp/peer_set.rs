@@ -304,7 +304,10 @@ impl PeerSet {
         if !self.running.is_empty() {
             self.started_before = true;
         }
-        self.refused = wanted
+        // Every peer the desired state names that does not run, even one refused before
+        // mapping (an address another BGPPeer has, a name the snapshot lacks).
+        self.refused = inputs
+            .routes
             .keys()
             .filter(|name| !self.running.contains_key(*name))
             .map(|name| {

@@ -665,7 +665,7 @@ fn metrics_text(registry: &prometheus_client::registry::Registry) -> String {
 }
 
 #[tokio::test]
-async fn peer_set_runs_a_session_reports_status_and_metrics_and_stops_a_removed_peer() {
+async fn peer_set_runs_a_session_reports_status_refusals_and_metrics_and_stops_a_removed_peer() {
     use std::net::SocketAddr;
 
     use crate::bfd::driver::DriverConfig;
@@ -715,8 +715,13 @@ async fn peer_set_runs_a_session_reports_status_and_metrics_and_stops_a_removed_
     let mut set = PeerSet::new(speaker);
     let mut peer = model_peer("tor", "127.0.0.2");
     peer.port = router_port;
-    let config = config(std::slice::from_ref(&peer));
-    let desired = BTreeMap::from([("tor".to_owned(), routes(&["203.0.113.10/32"]))]);
+    let mut duplicate = peer.clone();
+    duplicate.name = "tor-again".into();
+    let config = config(&[peer, duplicate]);
+    let desired = BTreeMap::from([
+        ("tor".to_owned(), routes(&["203.0.113.10/32"])),
+        ("tor-again".to_owned(), Routes::new()),
+    ]);
     let addresses = [node_ip];
     let inputs = PeerSetInputs {
         config: &config,
@@ -724,8 +729,15 @@ async fn peer_set_runs_a_session_reports_status_and_metrics_and_stops_a_removed_
         passwords: &BTreeMap::new(),
         node_addresses: &addresses,
     };
-    let errors = set.apply(&inputs).await;
-    assert!(errors.is_empty(), "{errors:?}");
+    let errors: Vec<String> = set
+        .apply(&inputs)
+        .await
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let refused = "BGPPeer tor-again: spec.peerAddress 127.0.0.2 is already used by BGPPeer tor on \
+                   this node; not started";
+    assert_eq!(errors, vec![refused]);
 
     let session = eventually("Established with one prefix sent", || {
         let (bgp, _) = set.status();
@@ -734,6 +746,17 @@ async fn peer_set_runs_a_session_reports_status_and_metrics_and_stops_a_removed_
     })
     .await;
     assert_eq!(session.peer, "tor");
+    let (bgp, _) = set.status();
+    assert_eq!(bgp.len(), 2, "{bgp:?}");
+    assert_eq!(
+        (
+            bgp[1].peer.as_str(),
+            bgp[1].state,
+            bgp[1].last_error.as_deref()
+        ),
+        ("tor-again", BgpState::Idle, Some(refused)),
+        "a refused peer is listed with why"
+    );
     assert_eq!(
         to_node.status().borrow().state,
         State::Established,
