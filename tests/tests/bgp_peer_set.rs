@@ -100,6 +100,12 @@ fn manifests(topo: &Topology, knobs: &Knobs<'_>) -> String {
         (RouterKind::Frr, true, frr_v4),
         (RouterKind::Frr, false, frr_v6),
     ];
+    // Behind FRR: eBGP multihop (RFC 4271 §5.1.3), IPv4 only.
+    peers.push((
+        RouterKind::Multihop,
+        true,
+        format!("{hold}  ebgpMultiHop: 4\n"),
+    ));
     if knobs.gobgp {
         peers.push((RouterKind::Gobgp, true, hold.clone()));
         peers.push((RouterKind::Gobgp, false, hold));
@@ -216,16 +222,22 @@ fn wait_bfd_up(node: &NodePeerSet) {
 }
 
 fn all_peers(gobgp: bool) -> Vec<String> {
-    let kinds: &[RouterKind] = if gobgp { &ROUTERS } else { &ROUTERS[..2] };
-    kinds
-        .iter()
-        .flat_map(|&kind| [peer_name(kind, true), peer_name(kind, false)])
-        .collect()
+    let mut peers: Vec<String> = ["bird-v4", "bird-v6", "frr-v4", "frr-v6", "mh-v4"]
+        .map(str::to_owned)
+        .to_vec();
+    if gobgp {
+        peers.extend(["gobgp-v4".to_owned(), "gobgp-v6".to_owned()]);
+    }
+    peers
 }
 
 #[test]
 fn peer_set_announces_hitlessly_resets_only_for_open_changes_and_closes_removed_peers() {
-    let topo = topology(&ROUTERS, true, None);
+    let topo = topology(
+        &[ROUTERS.as_slice(), &[RouterKind::Multihop]].concat(),
+        true,
+        None,
+    );
     let mut knobs = Knobs {
         frr_v4_hold: "9s",
         bfd: None,
@@ -240,7 +252,7 @@ fn peer_set_announces_hitlessly_resets_only_for_open_changes_and_closes_removed_
     // Sessions up, routes with the node as next hop and the advertisement's attributes.
     let mut cfg = config(&manifests(&topo, &knobs));
     let mut routes = desired_bgp(&cfg, &ips(&[v4, v6]));
-    assert_eq!(routes.len(), 6, "{routes:?}");
+    assert_eq!(routes.len(), 7, "{routes:?}");
     let mut node = NodePeerSet::start(&topo);
     assert_eq!(
         node.apply(&cfg, &routes, &no_passwords),
@@ -255,6 +267,7 @@ fn peer_set_announces_hitlessly_resets_only_for_open_changes_and_closes_removed_
             200,
         );
     }
+    assert_lb_routes(&topo, RouterKind::Multihop, &[(v4, node_ip(true))], 200);
     // No routerID in the BGPPeers: the node's IPv4 address is the BGP identifier on both families.
     for v4_session in [true, false] {
         let neighbor = frr_neighbor(&topo, node_ip(v4_session));
@@ -272,6 +285,7 @@ fn peer_set_announces_hitlessly_resets_only_for_open_changes_and_closes_removed_
         node.apply(&cfg, &routes, &no_passwords),
         Vec::<String>::new()
     );
+    wait_route(&topo, RouterKind::Multihop, v4_more);
     for kind in ROUTERS {
         wait_route(&topo, kind, v4_more);
         wait_gone(&topo, kind, v6);
@@ -351,7 +365,7 @@ fn peer_set_announces_hitlessly_resets_only_for_open_changes_and_closes_removed_
     wait_gone(&topo, RouterKind::Gobgp, v4);
     let (bgp, _) = node.status();
     let listed: Vec<&str> = bgp.iter().map(|s| s.peer.as_str()).collect();
-    assert_eq!(listed, vec!["bird-v4", "bird-v6", "frr-v4", "frr-v6"]);
+    assert_eq!(listed, all_peers(false));
 
     node.shutdown();
     wait_sessions_down(&topo, RouterKind::Frr, &[node_ip(true), node_ip(false)]);

@@ -97,9 +97,10 @@ pub fn peer_yaml(name: &str, address: IpAddr, peer_asn: Option<u32>, extra: &str
     )
 }
 
-/// The router's address on the segment in one family.
+/// Where a router peers with node 1 in one family: its segment address, or for the multihop
+/// router (behind FRR) its transit address.
 pub fn router_address(kind: RouterKind, v4: bool) -> IpAddr {
-    let (a, b) = plan::router_segment(kind).expect("a router on the segment");
+    let (a, b) = plan::router_addresses(kind);
     if v4 { a.into() } else { b.into() }
 }
 
