@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 
 use ferrolb_lab::netns;
-use ferrolb_lab::routers::{Family as RibFamily, Route, RouterKind, RouterOptions};
+use ferrolb_lab::routers::{RouterKind, RouterOptions};
 use ferrolb_lab::topology::{Topology, TopologyOptions, plan};
 use ferrolb_speaker::bgp::driver::{PeerHandle, PeerSpec, PeerStatus, Routes, Speaker};
 use ferrolb_speaker::bgp::fsm::{GracefulRestartConfig, PeerAs, PeerConfig, State};
@@ -20,11 +20,15 @@ use ferrolb_speaker::bgp::rib_out::{NextHops, RouteAttributes};
 use ipnet::IpNet;
 
 const SESSION_UP: Duration = Duration::from_secs(30);
-const RIB_CHANGE: Duration = Duration::from_secs(15);
 const NODE: usize = 1;
 
 mod node_runtime;
+mod rib_wait;
 use node_runtime::NodeRuntime;
+use rib_wait::{
+    RIB_CHANGE, assert_lb_routes, frr_connections_established, rib, wait_gone, wait_route,
+    wait_sessions_down,
+};
 
 fn options(routers: &[RouterKind]) -> TopologyOptions {
     TopologyOptions {
@@ -193,52 +197,6 @@ fn lb_routes(addresses: &[&str], local_pref: u32) -> Routes {
         .collect()
 }
 
-/// The router's BGP paths for `prefix`. `None` when the reader failed: FRR's reader lists the
-/// table, then asks for each prefix's detail, and a prefix withdrawn in between yields an empty
-/// detail it cannot parse; the waits below simply read again.
-fn rib(topo: &Topology, kind: RouterKind, prefix: IpNet) -> Option<Vec<Route>> {
-    let family = match prefix {
-        IpNet::V4(_) => RibFamily::Ipv4,
-        IpNet::V6(_) => RibFamily::Ipv6,
-    };
-    let routes = topo.router(kind).ok()?.routes(family).ok()?;
-    Some(
-        routes
-            .into_iter()
-            .filter(|r| r.prefix == prefix && r.from_bgp)
-            .collect(),
-    )
-}
-
-fn wait_route(topo: &Topology, kind: RouterKind, prefix: IpNet) -> Route {
-    netns::wait_for(&format!("{prefix} at {kind}"), RIB_CHANGE, || {
-        rib(topo, kind, prefix)?.into_iter().next()
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn wait_gone(topo: &Topology, kind: RouterKind, prefix: IpNet) {
-    netns::wait_for(&format!("{prefix} withdrawn at {kind}"), RIB_CHANGE, || {
-        rib(topo, kind, prefix)?.is_empty().then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}: {:?}", rib(topo, kind, prefix)));
-}
-
-/// FRR's count of sessions established with a neighbour: it grows on every reset.
-fn frr_connections_established(topo: &Topology, neighbour: IpAddr) -> u64 {
-    let frr = topo.router(RouterKind::Frr).expect("frr");
-    let ns = frr.namespace().name().to_owned();
-    let command = format!("show bgp neighbors {neighbour} json");
-    let out = frr
-        .namespace()
-        .exec(&["vtysh", "-N", &ns, "-c", &command])
-        .expect("vtysh");
-    let json: serde_json::Value = serde_json::from_str(&out).expect("FRR neighbour JSON");
-    json[neighbour.to_string()]["connectionsEstablished"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no connectionsEstablished in {out}"))
-}
-
 #[test]
 fn routes_reach_bird_frr_gobgp_and_multihop_with_attributes_and_changes_never_reset_sessions() {
     let kinds = [
@@ -267,31 +225,11 @@ fn routes_reach_bird_frr_gobgp_and_multihop_with_attributes_and_changes_never_re
     let v6: IpNet = "2001:db8:3::10/128".parse().expect("v6");
     node.set_routes(&lb_routes(&["203.0.113.10/32", "2001:db8:3::10/128"], 200));
     for kind in kinds {
-        for (prefix, next_hop) in [
+        let routes = [
             (v4, IpAddr::from(plan::node_v4(NODE))),
             (v6, IpAddr::from(plan::node_v6(NODE))),
-        ] {
-            let route = wait_route(&topo, kind, prefix);
-            assert_eq!(
-                route.next_hops,
-                vec![next_hop],
-                "{kind} {prefix}: {route:?}"
-            );
-            assert!(
-                route.communities.contains(&(64500, 100)),
-                "{kind}: {route:?}"
-            );
-            assert!(
-                route.large_communities.contains(&(64500, 1, 2)),
-                "{kind}: {route:?}"
-            );
-            if kind == RouterKind::Bird {
-                assert_eq!(route.local_pref, Some(200), "iBGP LOCAL_PREF: {route:?}");
-                assert_eq!(route.as_path, Vec::<u32>::new(), "{route:?}");
-            } else {
-                assert_eq!(route.as_path, vec![plan::NODE_ASN], "{kind}: {route:?}");
-            }
-        }
+        ];
+        assert_lb_routes(&topo, kind, &routes, 200);
     }
     let frr_v4 = frr_connections_established(&topo, plan::node_v4(NODE).into());
 
@@ -350,15 +288,7 @@ fn routes_reach_bird_frr_gobgp_and_multihop_with_attributes_and_changes_never_re
     for session in sessions {
         runtime.run(session.handle.stop(CeaseSubcode::AdministrativeShutdown));
     }
-    netns::wait_for("FRR sees node 1 down", RIB_CHANGE, || {
-        let sessions = topo.router(RouterKind::Frr).ok()?.sessions().ok()?;
-        sessions
-            .iter()
-            .filter(|s| s.peer == IpAddr::from(plan::node_v4(NODE)))
-            .all(|s| !s.established)
-            .then_some(())
-    })
-    .expect("FRR session down after Cease");
+    wait_sessions_down(&topo, RouterKind::Frr, &[plan::node_v4(NODE).into()]);
 }
 
 #[test]

@@ -232,7 +232,7 @@ pub enum PeerAsn {
 }
 
 /// A Secret by namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SecretRef {
     pub namespace: String,
     pub name: String,

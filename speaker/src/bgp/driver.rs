@@ -66,7 +66,7 @@ pub type Routes = BTreeMap<IpNet, RouteAttributes>;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything the driver needs to run one peer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerSpec {
     /// The peer's address and port (179 outside tests).
     pub address: SocketAddr,
@@ -256,6 +256,7 @@ impl Speaker {
             rib: None,
             session_connection: None,
             end_of_rib_sent: false,
+            updates_sent: 0,
             connections: HashMap::new(),
             next_connection: 0,
             connecting: None,
@@ -429,6 +430,8 @@ struct PeerTask {
     session_connection: Option<ConnectionId>,
     /// End-of-RIB was written on this session.
     end_of_rib_sent: bool,
+    /// UPDATEs written since the peer was added.
+    updates_sent: u64,
     connections: HashMap<ConnectionId, Connection>,
     next_connection: u64,
     /// The outbound attempt and when it started.
@@ -778,7 +781,14 @@ impl PeerTask {
         }
         let detail = match tokio::time::timeout(WRITE_TIMEOUT, open.writer.write_all(&bytes)).await
         {
-            Ok(Ok(())) => return true,
+            Ok(Ok(())) => {
+                let updates = messages
+                    .iter()
+                    .filter(|m| matches!(m, Message::Update(_)))
+                    .count();
+                self.updates_sent += u64::try_from(updates).unwrap_or(u64::MAX);
+                return true;
+            }
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no progress for {WRITE_TIMEOUT:?}"),
         };
@@ -797,6 +807,7 @@ impl PeerTask {
         let state = self.fsm.state();
         let prefixes_sent = self.rib.as_ref().map_or(0, |rib| rib.advertised().len());
         let end_of_rib_sent = self.end_of_rib_sent;
+        let updates_sent = self.updates_sent;
         let last_error = self.last_error.clone();
         let bfd = self.bfd.as_ref().and_then(PeerBfd::status);
         self.status.send_if_modified(|status| {
@@ -807,6 +818,7 @@ impl PeerTask {
             }
             status.prefixes_sent = prefixes_sent;
             status.end_of_rib_sent = end_of_rib_sent;
+            status.updates_sent = updates_sent;
             status.last_error = last_error;
             status.bfd = bfd;
             *status != before

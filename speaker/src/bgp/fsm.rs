@@ -362,7 +362,7 @@ impl PeerConfig {
 
     /// Everything the OPEN fixes for the session's lifetime (RFC 4271 §4.2, RFC 5492): a change
     /// here needs a new session, anything else does not.
-    fn fixed_at_open(&self) -> (u32, PeerAs, Ipv4Addr, u16, &[Family], Option<u16>) {
+    pub(crate) fn fixed_at_open(&self) -> (u32, PeerAs, Ipv4Addr, u16, &[Family], Option<u16>) {
         (
             self.local_as,
             self.peer_as,

@@ -22,6 +22,9 @@ pub struct PeerStatus {
     pub prefixes_sent: usize,
     /// Whether End-of-RIB went out after the initial sync (RFC 4724 §2).
     pub end_of_rib_sent: bool,
+    /// UPDATE messages written to the peer since the peer was added, across sessions
+    /// (End-of-RIB markers included: they are UPDATEs on the wire).
+    pub updates_sent: u64,
     /// Why the last attempt or session failed.
     pub last_error: Option<PeerError>,
     /// The BFD session protecting this one, when configured.
@@ -29,12 +32,13 @@ pub struct PeerStatus {
 }
 
 impl PeerStatus {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         PeerStatus {
             state: State::Idle,
             since: SystemTime::now(),
             prefixes_sent: 0,
             end_of_rib_sent: false,
+            updates_sent: 0,
             last_error: None,
             bfd: None,
         }
