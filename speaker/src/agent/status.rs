@@ -1,0 +1,282 @@
+//! What this speaker publishes, as plain values: its `SpeakerStatus` status (SPEC §2), the Service
+//! condition `ferrolb.io/L2Announced` and when an `Announcing` Event is due (SPEC §3).
+//!
+//! Contract: pure. The writer tasks compare what these functions return with what they last
+//! wrote, so a resync that changes nothing writes nothing and emits no Event.
+//!
+//! The condition belongs to the node that announces: the owner applies it (server-side apply,
+//! forced, field manager `ferrolb-speaker`); a node that stops announcing applies an empty
+//! condition list, which removes the entry only while that node still manages it. So after a
+//! failover the new owner's condition stays, and when no node announces the condition goes away.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ferrolb_config::crd::SpeakerStatusStatus;
+use ferrolb_config::crd::speaker_status::{L2AnnouncementStatus, MemberStatus, SpeakerSummary};
+
+use super::objects::interfaces_to_status;
+use crate::desired::{Desired, Interface, ServiceRef};
+
+/// The Service condition type the layer-2 owner sets.
+pub const L2_ANNOUNCED: &str = "ferrolb.io/L2Announced";
+/// Reason of the condition and of the Event.
+pub const REASON_ANNOUNCING: &str = "Announcing";
+
+/// The status of this node's `SpeakerStatus`. `members` maps every peer to whether it is alive;
+/// `conflicts` the latest foreign MAC seen per owned IP.
+pub fn speaker_status(
+    desired: &Desired,
+    interfaces: &[Interface],
+    members: &BTreeMap<String, bool>,
+    conflicts: &BTreeMap<IpAddr, String>,
+) -> SpeakerStatusStatus {
+    let l2_announcements: Vec<L2AnnouncementStatus> = desired
+        .l2
+        .iter()
+        .flat_map(|(ip, decision)| {
+            decision.interfaces.iter().flat_map(move |interface| {
+                decision
+                    .services
+                    .iter()
+                    .map(move |service| L2AnnouncementStatus {
+                        ip: ip.to_string(),
+                        service: service.to_string(),
+                        interface: interface.clone(),
+                        conflicting_mac: conflicts.get(ip).cloned(),
+                    })
+            })
+        })
+        .collect();
+    let members: Vec<MemberStatus> = members
+        .iter()
+        .map(|(node, alive)| MemberStatus {
+            node: node.clone(),
+            alive: *alive,
+        })
+        .collect();
+    SpeakerStatusStatus {
+        summary: SpeakerSummary {
+            l2_announcements: count(l2_announcements.len()),
+            members: count(members.len()),
+            members_alive: count(members.iter().filter(|m| m.alive).count()),
+            ..SpeakerSummary::default()
+        },
+        l2_announcements,
+        members,
+        interfaces: interfaces_to_status(interfaces),
+        ..SpeakerStatusStatus::default()
+    }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// What this node announces for one Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    pub ips: BTreeSet<IpAddr>,
+    pub interfaces: BTreeSet<String>,
+}
+
+impl Announced {
+    /// The condition and Event message: names the node and the interface (SPEC §3).
+    pub fn message(&self, node: &str) -> String {
+        let ips: Vec<String> = self.ips.iter().map(ToString::to_string).collect();
+        let interfaces: Vec<&str> = self.interfaces.iter().map(String::as_str).collect();
+        format!(
+            "node {node} announces {} on {}",
+            ips.join(", "),
+            interfaces.join(", ")
+        )
+    }
+}
+
+/// The Services this node announces, with their IPs and interfaces.
+pub fn announced(desired: &Desired) -> BTreeMap<ServiceRef, Announced> {
+    let mut announced: BTreeMap<ServiceRef, Announced> = BTreeMap::new();
+    for (ip, decision) in desired.l2.iter().filter(|(_, d)| !d.interfaces.is_empty()) {
+        for service in &decision.services {
+            let entry = announced
+                .entry(service.clone())
+                .or_insert_with(|| Announced {
+                    ips: BTreeSet::new(),
+                    interfaces: BTreeSet::new(),
+                });
+            entry.ips.insert(*ip);
+            entry.interfaces.extend(decision.interfaces.iter().cloned());
+        }
+    }
+    announced
+}
+
+/// One write to one Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceUpdate {
+    /// Set the condition; `event` when this node just took the Service over (or its IPs changed).
+    Announce {
+        service: ServiceRef,
+        announced: Announced,
+        event: bool,
+    },
+    /// Stop managing the condition (this node no longer announces the Service).
+    Withdraw { service: ServiceRef },
+}
+
+/// The writes that take the Services from `written` to `wanted`.
+pub fn service_updates(
+    written: &BTreeMap<ServiceRef, Announced>,
+    wanted: &BTreeMap<ServiceRef, Announced>,
+) -> Vec<ServiceUpdate> {
+    let withdrawn = written
+        .keys()
+        .filter(|service| !wanted.contains_key(*service))
+        .map(|service| ServiceUpdate::Withdraw {
+            service: service.clone(),
+        });
+    let announced = wanted
+        .iter()
+        .filter(|(service, announced)| written.get(*service) != Some(*announced))
+        .map(|(service, announced)| ServiceUpdate::Announce {
+            service: service.clone(),
+            announced: announced.clone(),
+            event: written
+                .get(service)
+                .is_none_or(|old| old.ips != announced.ips),
+        });
+    withdrawn.chain(announced).collect()
+}
+
+/// How many IPs this node gained that another node owned before: failovers to this node.
+pub fn failovers(previous: &Desired, next: &Desired, node: &str) -> u64 {
+    let taken = next
+        .l2
+        .iter()
+        .filter(|(_, decision)| decision.owner.as_deref() == Some(node))
+        .filter(|(ip, _)| {
+            previous
+                .l2
+                .get(*ip)
+                .and_then(|before| before.owner.as_deref())
+                .is_some_and(|owner| owner != node)
+        })
+        .count();
+    u64::try_from(taken).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::L2Ip;
+
+    fn service(name: &str) -> ServiceRef {
+        ServiceRef {
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("ip")
+    }
+
+    fn desired(entries: &[(&str, &str, Option<&str>, &[&str])]) -> Desired {
+        Desired {
+            l2: entries
+                .iter()
+                .map(|(address, name, owner, interfaces)| {
+                    (
+                        ip(address),
+                        L2Ip {
+                            services: BTreeSet::from([service(name)]),
+                            owner: owner.map(str::to_owned),
+                            interfaces: interfaces.iter().map(|i| (*i).to_owned()).collect(),
+                            split: false,
+                        },
+                    )
+                })
+                .collect(),
+            bgp: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn status_lists_announcements_here_members_and_conflicts() {
+        let state = desired(&[
+            ("198.51.100.1", "web", Some("a"), &["eth0"]),
+            ("198.51.100.2", "db", Some("b"), &[]),
+        ]);
+        let members = BTreeMap::from([("b".to_owned(), true), ("c".to_owned(), false)]);
+        let conflicts = BTreeMap::from([(ip("198.51.100.1"), "02:00:00:00:00:09".to_owned())]);
+        let status = speaker_status(&state, &[], &members, &conflicts);
+        assert_eq!(
+            status.l2_announcements,
+            vec![L2AnnouncementStatus {
+                ip: "198.51.100.1".into(),
+                service: "ns/web".into(),
+                interface: "eth0".into(),
+                conflicting_mac: Some("02:00:00:00:00:09".into()),
+            }]
+        );
+        assert_eq!(status.summary.l2_announcements, 1);
+        assert_eq!(status.summary.members, 2);
+        assert_eq!(status.summary.members_alive, 1);
+        assert!(status.bgp_sessions.is_empty());
+    }
+
+    #[test]
+    fn announced_groups_ips_of_a_service_and_skips_foreign_owners() {
+        let state = desired(&[
+            ("198.51.100.1", "web", Some("a"), &["eth0"]),
+            ("2001:db8::1", "web", Some("a"), &["eth1"]),
+            ("198.51.100.2", "db", Some("b"), &[]),
+        ]);
+        let announced = announced(&state);
+        assert_eq!(announced.len(), 1);
+        let web = &announced[&service("web")];
+        assert_eq!(
+            web.message("a"),
+            "node a announces 198.51.100.1, 2001:db8::1 on eth0, eth1"
+        );
+    }
+
+    #[test]
+    fn event_only_when_ownership_changes_not_on_resync() {
+        let wanted = announced(&desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]));
+        let first = service_updates(&BTreeMap::new(), &wanted);
+        assert!(matches!(
+            &first[..],
+            [ServiceUpdate::Announce { event: true, .. }]
+        ));
+        assert!(
+            service_updates(&wanted, &wanted).is_empty(),
+            "resync is silent"
+        );
+        let moved = announced(&desired(&[("198.51.100.1", "web", Some("a"), &["eth1"])]));
+        assert!(matches!(
+            &service_updates(&wanted, &moved)[..],
+            [ServiceUpdate::Announce { event: false, .. }]
+        ));
+        assert_eq!(
+            service_updates(&wanted, &BTreeMap::new()),
+            vec![ServiceUpdate::Withdraw {
+                service: service("web")
+            }]
+        );
+    }
+
+    #[test]
+    fn failover_counts_ips_taken_from_another_node_only() {
+        let before = desired(&[
+            ("198.51.100.1", "web", Some("b"), &[]),
+            ("198.51.100.2", "db", None, &[]),
+        ]);
+        let after = desired(&[
+            ("198.51.100.1", "web", Some("a"), &["eth0"]),
+            ("198.51.100.2", "db", Some("a"), &["eth0"]),
+        ]);
+        assert_eq!(failovers(&before, &after, "a"), 1);
+        assert_eq!(failovers(&after, &after, "a"), 0);
+    }
+}
