@@ -21,6 +21,13 @@
 //!   Service with its EndpointSlice — costs one computation; a failover waits at most this long).
 //! - **Bad input loses nothing.** The snapshot comes from [`objects::LastValid`]: an object edited
 //!   into an invalid state keeps its last valid version, so a typo withdraws nothing.
+//! - **One view for the election.** Every speaker must elect from the same inputs, so this node's
+//!   own eligibility is judged from the interfaces it *published* in its `SpeakerStatus` (as the
+//!   others see them), not from its live netlink view; the live view is what it publishes.
+//! - **Settle before announcing.** After start, nothing is announced until every live peer's
+//!   interfaces and this node's own published ones are known (at least one detection time, so the
+//!   peers alive have been heard; at most [`SETTLE_MAX`]). Otherwise a restarting speaker would
+//!   briefly see itself as the only candidate and pull every IP to itself with gratuitous ARP.
 //! - **Liveness without the API server.** Heartbeats, the live set, the election and the driver
 //!   commands need no API call once running: with the API server down the cached objects stay and
 //!   a dead owner's IPs still move. Writes (status, conditions, Events, key refresh) run in their
@@ -79,6 +86,8 @@ use crate::membership::packet::HeartbeatKey;
 pub const FIELD_MANAGER: &str = "ferrolb-speaker";
 /// Time from the first change to the recomputation that covers it (see the module docs).
 pub const DEBOUNCE: Duration = Duration::from_millis(5);
+/// Longest wait after start before announcing with some peers' interfaces still unknown.
+pub const SETTLE_MAX: Duration = Duration::from_secs(5);
 /// Key in the membership Secret.
 pub const MEMBERSHIP_KEY: &str = "key";
 /// Shortest accepted membership key (HMAC-SHA256 wants at least its output length, RFC 2104 §3).
@@ -301,10 +310,13 @@ struct Loop {
     v6_socket: bool,
     status_tx: watch::Sender<SpeakerStatusStatus>,
     announced_tx: watch::Sender<BTreeMap<ServiceRef, Announced>>,
+    /// `None` once settled; else (earliest, latest) time to start announcing.
+    settling: Option<(Instant, Instant)>,
 }
 
 impl Loop {
-    async fn recompute(&mut self) {
+    /// Recomputes and applies the desired state; returns when to look again while settling.
+    async fn recompute(&mut self) -> Option<Instant> {
         let built = self.last_valid.build(self.stores.objects());
         self.config.metrics.set_config_valid(built.is_valid());
         let problems: Vec<String> = built.diagnostics.iter().map(ToString::to_string).collect();
@@ -352,12 +364,38 @@ impl Loop {
             &self.stores.slices.state(),
             &self.config.filter,
         );
-        let interfaces = objects::local_interfaces(&self.interfaces.borrow());
+        let local = objects::local_interfaces(&self.interfaces.borrow());
+        let published = nodes
+            .get(&self.config.node)
+            .and_then(|node| node.interfaces.clone());
+        if let Some((earliest, latest)) = self.settling {
+            let now = Instant::now();
+            let unknown: Vec<&str> = self
+                .live
+                .iter()
+                .filter(|peer| nodes.get(*peer).is_none_or(|n| n.interfaces.is_none()))
+                .map(String::as_str)
+                // This node's own status must show what netlink shows, or the others elect
+                // from an older view than this node does.
+                .chain((published.as_ref() != Some(&local)).then_some(self.config.node.as_str()))
+                .collect();
+            if now < earliest || (!unknown.is_empty() && now < latest) {
+                tracing::debug!(?unknown, "settling: interfaces not known yet");
+                self.publish_status(&local);
+                return Some(if now < earliest {
+                    earliest
+                } else {
+                    now + DEBOUNCE * 20
+                });
+            }
+            tracing::info!(?unknown, "settled; announcing");
+            self.settling = None;
+        }
         let next = desired::compute(&desired::Inputs {
             config: &built.config,
             node: &self.config.node,
             nodes: &nodes,
-            interfaces: &interfaces,
+            interfaces: published.as_deref().unwrap_or_default(),
             exclusions: &self.config.exclusions,
             services: &services,
             live: &self.live,
@@ -395,13 +433,14 @@ impl Loop {
         let next = Arc::new(next);
         self.desired = next.clone();
         self.config.desired.send_replace(next);
-        self.publish_status(&interfaces);
+        self.publish_status(&local);
         let announced = status::announced(&self.desired);
         self.announced_tx.send_if_modified(|current| {
             let changed = *current != announced;
             *current = announced;
             changed
         });
+        None
     }
 
     fn publish_status(&self, interfaces: &[desired::Interface]) {
@@ -479,6 +518,15 @@ pub async fn run(
         interfaces,
     } = handle;
     let driver_task = tokio::spawn(driver.run());
+    // The driver lists the interfaces as it starts: publish nothing before that list, or the
+    // others would read "no interfaces" and elect without this node.
+    let mut interfaces = interfaces;
+    if tokio::time::timeout(Duration::from_secs(2), interfaces.changed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("no interface list from the layer-2 driver yet");
+    }
 
     let (status_tx, status_rx) = watch::channel(SpeakerStatusStatus::default());
     let (announced_tx, announced_rx) = watch::channel(BTreeMap::new());
@@ -511,14 +559,18 @@ pub async fn run(
         v6_socket,
         status_tx,
         announced_tx,
+        settling: None,
     };
-    let mut interfaces = interfaces;
-    state.recompute().await;
+    let started = Instant::now();
+    state.settling = Some((
+        started + state.config.liveness.detect_time(),
+        started + SETTLE_MAX,
+    ));
+    let mut due: Option<Instant> = state.recompute().await;
     let _ = state.config.ready.send(true);
 
     let mut counted = Counters::default();
     let mut dropped_counted = DroppedCounts::new();
-    let mut due: Option<Instant> = None;
     loop {
         let mark = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -564,8 +616,7 @@ pub async fn run(
                 false
             }
             () = sleep_until(due) => {
-                due = None;
-                state.recompute().await;
+                due = state.recompute().await;
                 false
             }
         };

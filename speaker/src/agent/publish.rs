@@ -30,6 +30,9 @@ use crate::desired::ServiceRef;
 pub const STATUS_MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Wait before retrying a failed write.
 pub const RETRY: Duration = Duration::from_secs(1);
+/// How often the conditions are compared with the Services even without a change here, so one
+/// overwritten by another node's speaker (they share a field manager) is restored.
+pub const CONDITION_RESYNC: Duration = Duration::from_secs(5);
 
 /// Keeps `SpeakerStatus/<node>` equal to the latest `wanted`, rate-limited.
 pub async fn speaker_status(
@@ -122,8 +125,9 @@ pub async fn service_conditions(
     let mut written: BTreeMap<ServiceRef, Announced> = BTreeMap::new();
     loop {
         let target = wanted.borrow_and_update().clone();
+        let shown = shown_conditions(&services, written.keys().chain(target.keys()));
         let mut failed = false;
-        for update in service_updates(&written, &target) {
+        for update in service_updates(&node, &written, &target, &shown) {
             let result = apply(&client, &recorder, &services, &node, &update).await;
             match (result, update) {
                 (
@@ -143,6 +147,8 @@ pub async fn service_conditions(
                 }
             }
         }
+        // A condition that names another node now is that node's to remove.
+        written.retain(|service, _| target.contains_key(service) || failed);
         if failed {
             if pause(RETRY, &shutdown).await {
                 return;
@@ -151,9 +157,32 @@ pub async fn service_conditions(
         }
         tokio::select! {
             changed = wanted.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(CONDITION_RESYNC) => {}
             () = shutdown.cancelled() => return,
         }
     }
+}
+
+/// The message of the `ferrolb.io/L2Announced` condition of each of `services` that has one.
+fn shown_conditions<'a>(
+    store: &Store<Service>,
+    services: impl Iterator<Item = &'a ServiceRef>,
+) -> BTreeMap<ServiceRef, String> {
+    services
+        .filter_map(|service| {
+            let object = store.get(&ObjectRef::new(&service.name).within(&service.namespace))?;
+            let message = object
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == L2_ANNOUNCED)?
+                .message
+                .clone();
+            Some((service.clone(), message))
+        })
+        .collect()
 }
 
 async fn apply(

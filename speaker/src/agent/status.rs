@@ -124,20 +124,38 @@ pub enum ServiceUpdate {
     Withdraw { service: ServiceRef },
 }
 
-/// The writes that take the Services from `written` to `wanted`.
+/// Whether a condition message was written by `node` (see [`Announced::message`]).
+pub fn names_node(message: &str, node: &str) -> bool {
+    message.starts_with(&format!("node {node} "))
+}
+
+/// The writes that take the Services from what they `shown` (the message of their L2Announced
+/// condition, as the API server holds it) to `wanted`; `written` is what this node last wrote, for
+/// telling an ownership change (Event) from an interface change.
+///
+/// All speakers share one field manager (the contract's `ferrolb-speaker`), so a withdrawal would
+/// remove the condition whoever wrote it: a node withdraws only a condition that names itself, and
+/// it compares with what the Service shows, not with what it once wrote, so a condition another
+/// node overwrote in between is written again.
 pub fn service_updates(
+    node: &str,
     written: &BTreeMap<ServiceRef, Announced>,
     wanted: &BTreeMap<ServiceRef, Announced>,
+    shown: &BTreeMap<ServiceRef, String>,
 ) -> Vec<ServiceUpdate> {
     let withdrawn = written
         .keys()
         .filter(|service| !wanted.contains_key(*service))
+        .filter(|service| shown.get(*service).is_some_and(|m| names_node(m, node)))
         .map(|service| ServiceUpdate::Withdraw {
             service: service.clone(),
         });
     let announced = wanted
         .iter()
-        .filter(|(service, announced)| written.get(*service) != Some(*announced))
+        .filter(|(service, announced)| {
+            written.get(*service) != Some(*announced)
+                || shown.get(*service) != Some(&announced.message(node))
+        })
         .map(|(service, announced)| ServiceUpdate::Announce {
             service: service.clone(),
             announced: announced.clone(),
@@ -241,29 +259,57 @@ mod tests {
         );
     }
 
+    fn shown(entries: &[(&str, String)]) -> BTreeMap<ServiceRef, String> {
+        entries
+            .iter()
+            .map(|(name, message)| (service(name), message.clone()))
+            .collect()
+    }
+
     #[test]
     fn event_only_when_ownership_changes_not_on_resync() {
         let wanted = announced(&desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]));
-        let first = service_updates(&BTreeMap::new(), &wanted);
+        let none = BTreeMap::new();
+        let first = service_updates("a", &none, &wanted, &BTreeMap::new());
         assert!(matches!(
             &first[..],
             [ServiceUpdate::Announce { event: true, .. }]
         ));
+        let on_service = shown(&[("web", wanted[&service("web")].message("a"))]);
         assert!(
-            service_updates(&wanted, &wanted).is_empty(),
+            service_updates("a", &wanted, &wanted, &on_service).is_empty(),
             "resync is silent"
         );
         let moved = announced(&desired(&[("198.51.100.1", "web", Some("a"), &["eth1"])]));
         assert!(matches!(
-            &service_updates(&wanted, &moved)[..],
+            &service_updates("a", &wanted, &moved, &on_service)[..],
             [ServiceUpdate::Announce { event: false, .. }]
         ));
         assert_eq!(
-            service_updates(&wanted, &BTreeMap::new()),
+            service_updates("a", &wanted, &BTreeMap::new(), &on_service),
             vec![ServiceUpdate::Withdraw {
                 service: service("web")
             }]
         );
+    }
+
+    #[test]
+    fn condition_overwritten_by_another_node_is_written_again_without_event() {
+        let wanted = announced(&desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]));
+        let by_b = shown(&[("web", "node b announces 198.51.100.1 on eth0".into())]);
+        assert!(matches!(
+            &service_updates("a", &wanted, &wanted, &by_b)[..],
+            [ServiceUpdate::Announce { event: false, .. }]
+        ));
+    }
+
+    #[test]
+    fn withdrawal_leaves_another_nodes_condition_alone() {
+        let written = announced(&desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]));
+        let by_b = shown(&[("web", "node b announces 198.51.100.1 on eth0".into())]);
+        assert!(service_updates("a", &written, &BTreeMap::new(), &by_b).is_empty());
+        assert!(names_node("node a announces x on y", "a"));
+        assert!(!names_node("node ab announces x on y", "a"));
     }
 
     #[test]
