@@ -433,14 +433,19 @@ impl Loop {
         let next = Arc::new(next);
         self.desired = next.clone();
         self.config.desired.send_replace(next);
-        self.publish_status(&local);
-        let announced = status::announced(&self.desired);
+        self.publish(&local);
+        None
+    }
+
+    /// Hands the status and the announced Services to their writers (which write on change).
+    fn publish(&self, interfaces: &[desired::Interface]) {
+        self.publish_status(interfaces);
+        let announced = status::announced(&self.desired, &self.conflicts);
         self.announced_tx.send_if_modified(|current| {
             let changed = *current != announced;
             *current = announced;
             changed
         });
-        None
     }
 
     fn publish_status(&self, interfaces: &[desired::Interface]) {
@@ -595,7 +600,7 @@ pub async fn run(
                     L2Event::Conflict { ip, foreign_mac, interface } => {
                         tracing::warn!(%ip, %foreign_mac, interface, "address conflict");
                         state.conflicts.insert(ip, foreign_mac.to_string());
-                        state.publish_status(&objects::local_interfaces(&state.interfaces.borrow()));
+                        state.publish(&objects::local_interfaces(&state.interfaces.borrow()));
                     }
                     L2Event::LinkUnavailable { ip, error } => {
                         tracing::warn!(%ip, %error, "cannot announce; retried on the next change");

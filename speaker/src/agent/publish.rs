@@ -23,7 +23,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::FIELD_MANAGER;
-use super::status::{Announced, L2_ANNOUNCED, REASON_ANNOUNCING, ServiceUpdate, service_updates};
+use super::status::{
+    Announced, L2_ANNOUNCED, REASON_ANNOUNCING, REASON_CONFLICT, ServiceUpdate, service_updates,
+};
 use crate::desired::ServiceRef;
 
 /// Least time between two `SpeakerStatus` writes.
@@ -52,6 +54,8 @@ pub async fn speaker_status(
                 Ok(()) => written = Some(status),
                 Err(error) => {
                     tracing::warn!(%error, node, "writing SpeakerStatus; retrying");
+                    // The object may have been deleted: apply it again with the next try.
+                    object_written = false;
                     if pause(RETRY, &shutdown).await {
                         return;
                     }
@@ -227,9 +231,11 @@ async fn apply(
     }
     if let ServiceUpdate::Announce {
         announced,
-        event: true,
+        event,
+        conflict_event,
         ..
     } = update
+        && (*event || *conflict_event)
     {
         let reference = services
             .get(&ObjectRef::new(&service.name).within(&service.namespace))
@@ -243,16 +249,30 @@ async fn apply(
                 },
                 |svc| svc.object_ref(&()),
             );
-        let event = Event {
-            type_: EventType::Normal,
-            reason: REASON_ANNOUNCING.to_owned(),
-            note: Some(announced.message(node)),
-            action: "Announce".to_owned(),
-            secondary: None,
-        };
-        // An Event lost is not worth a retry of the condition.
-        if let Err(error) = recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, service = %service, "publishing Event");
+        let mut events = Vec::new();
+        if *event {
+            events.push(Event {
+                type_: EventType::Normal,
+                reason: REASON_ANNOUNCING.to_owned(),
+                note: Some(announced.message(node)),
+                action: "Announce".to_owned(),
+                secondary: None,
+            });
+        }
+        if *conflict_event && let Some(note) = announced.conflict_note() {
+            events.push(Event {
+                type_: EventType::Warning,
+                reason: REASON_CONFLICT.to_owned(),
+                note: Some(format!("node {node}: {note}")),
+                action: "Announce".to_owned(),
+                secondary: None,
+            });
+        }
+        for event in events {
+            // An Event lost is not worth a retry of the condition.
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                tracing::warn!(%error, service = %service, "publishing Event");
+            }
         }
     }
     Ok(())

@@ -22,6 +22,8 @@ use crate::desired::{Desired, Interface, ServiceRef};
 pub const L2_ANNOUNCED: &str = "ferrolb.io/L2Announced";
 /// Reason of the condition and of the Event.
 pub const REASON_ANNOUNCING: &str = "Announcing";
+/// Reason of the Warning Event when a foreign station claims an announced IP.
+pub const REASON_CONFLICT: &str = "AddressConflict";
 
 /// The status of this node's `SpeakerStatus`. `members` maps every peer to whether it is alive;
 /// `conflicts` the latest foreign MAC seen per owned IP.
@@ -78,23 +80,46 @@ fn count(n: usize) -> i64 {
 pub struct Announced {
     pub ips: BTreeSet<IpAddr>,
     pub interfaces: BTreeSet<String>,
+    /// Foreign MACs seen claiming one of the IPs (SPEC §5 conflict detection).
+    pub conflicts: BTreeMap<IpAddr, String>,
 }
 
 impl Announced {
-    /// The condition and Event message: names the node and the interface (SPEC §3).
+    /// The condition message: names the node and the interface (SPEC §3), and any conflict.
     pub fn message(&self, node: &str) -> String {
         let ips: Vec<String> = self.ips.iter().map(ToString::to_string).collect();
         let interfaces: Vec<&str> = self.interfaces.iter().map(String::as_str).collect();
-        format!(
+        let mut message = format!(
             "node {node} announces {} on {}",
             ips.join(", "),
             interfaces.join(", ")
-        )
+        );
+        if let Some(conflicts) = self.conflict_note() {
+            message.push_str("; ");
+            message.push_str(&conflicts);
+        }
+        message
+    }
+
+    /// `conflict: IP also claimed by MAC, …`, when there is any.
+    pub fn conflict_note(&self) -> Option<String> {
+        if self.conflicts.is_empty() {
+            return None;
+        }
+        let claims: Vec<String> = self
+            .conflicts
+            .iter()
+            .map(|(ip, mac)| format!("{ip} also claimed by {mac}"))
+            .collect();
+        Some(format!("conflict: {}", claims.join(", ")))
     }
 }
 
-/// The Services this node announces, with their IPs and interfaces.
-pub fn announced(desired: &Desired) -> BTreeMap<ServiceRef, Announced> {
+/// The Services this node announces, with their IPs, interfaces and the conflicts seen on them.
+pub fn announced(
+    desired: &Desired,
+    conflicts: &BTreeMap<IpAddr, String>,
+) -> BTreeMap<ServiceRef, Announced> {
     let mut announced: BTreeMap<ServiceRef, Announced> = BTreeMap::new();
     for (ip, decision) in desired.l2.iter().filter(|(_, d)| !d.interfaces.is_empty()) {
         for service in &decision.services {
@@ -103,8 +128,12 @@ pub fn announced(desired: &Desired) -> BTreeMap<ServiceRef, Announced> {
                 .or_insert_with(|| Announced {
                     ips: BTreeSet::new(),
                     interfaces: BTreeSet::new(),
+                    conflicts: BTreeMap::new(),
                 });
             entry.ips.insert(*ip);
+            if let Some(mac) = conflicts.get(ip) {
+                entry.conflicts.insert(*ip, mac.clone());
+            }
             entry.interfaces.extend(decision.interfaces.iter().cloned());
         }
     }
@@ -114,11 +143,13 @@ pub fn announced(desired: &Desired) -> BTreeMap<ServiceRef, Announced> {
 /// One write to one Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceUpdate {
-    /// Set the condition; `event` when this node just took the Service over (or its IPs changed).
+    /// Set the condition; `event` when this node just took the Service over (or its IPs changed),
+    /// `conflict_event` when a foreign station newly claims one of its IPs.
     Announce {
         service: ServiceRef,
         announced: Announced,
         event: bool,
+        conflict_event: bool,
     },
     /// Stop managing the condition (this node no longer announces the Service).
     Withdraw { service: ServiceRef },
@@ -162,6 +193,9 @@ pub fn service_updates(
             event: written
                 .get(service)
                 .is_none_or(|old| old.ips != announced.ips),
+            conflict_event: announced.conflicts.iter().any(|(ip, mac)| {
+                written.get(service).and_then(|old| old.conflicts.get(ip)) != Some(mac)
+            }),
         });
     withdrawn.chain(announced).collect()
 }
@@ -250,13 +284,40 @@ mod tests {
             ("2001:db8::1", "web", Some("a"), &["eth1"]),
             ("198.51.100.2", "db", Some("b"), &[]),
         ]);
-        let announced = announced(&state);
+        let announced = announced(&state, &BTreeMap::new());
         assert_eq!(announced.len(), 1);
         let web = &announced[&service("web")];
         assert_eq!(
             web.message("a"),
             "node a announces 198.51.100.1, 2001:db8::1 on eth0, eth1"
         );
+    }
+
+    fn announced_here(state: &Desired) -> BTreeMap<ServiceRef, Announced> {
+        announced(state, &BTreeMap::new())
+    }
+
+    #[test]
+    fn conflict_is_named_in_the_condition_and_raises_one_warning() {
+        let state = desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]);
+        let clean = announced_here(&state);
+        let conflicts = BTreeMap::from([(ip("198.51.100.1"), "02:00:00:00:00:09".to_owned())]);
+        let claimed = announced(&state, &conflicts);
+        assert_eq!(
+            claimed[&service("web")].message("a"),
+            "node a announces 198.51.100.1 on eth0; conflict: 198.51.100.1 also claimed by 02:00:00:00:00:09"
+        );
+        let on_service = shown(&[("web", clean[&service("web")].message("a"))]);
+        assert!(matches!(
+            &service_updates("a", &clean, &claimed, &on_service)[..],
+            [ServiceUpdate::Announce {
+                event: false,
+                conflict_event: true,
+                ..
+            }]
+        ));
+        let still = shown(&[("web", claimed[&service("web")].message("a"))]);
+        assert!(service_updates("a", &claimed, &claimed, &still).is_empty());
     }
 
     fn shown(entries: &[(&str, String)]) -> BTreeMap<ServiceRef, String> {
@@ -268,7 +329,7 @@ mod tests {
 
     #[test]
     fn event_only_when_ownership_changes_not_on_resync() {
-        let wanted = announced(&desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]));
+        let wanted = announced_here(&desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]));
         let none = BTreeMap::new();
         let first = service_updates("a", &none, &wanted, &BTreeMap::new());
         assert!(matches!(
@@ -280,7 +341,7 @@ mod tests {
             service_updates("a", &wanted, &wanted, &on_service).is_empty(),
             "resync is silent"
         );
-        let moved = announced(&desired(&[("198.51.100.1", "web", Some("a"), &["eth1"])]));
+        let moved = announced_here(&desired(&[("198.51.100.1", "web", Some("a"), &["eth1"])]));
         assert!(matches!(
             &service_updates("a", &wanted, &moved, &on_service)[..],
             [ServiceUpdate::Announce { event: false, .. }]
@@ -295,7 +356,7 @@ mod tests {
 
     #[test]
     fn condition_overwritten_by_another_node_is_written_again_without_event() {
-        let wanted = announced(&desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]));
+        let wanted = announced_here(&desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]));
         let by_b = shown(&[("web", "node b announces 198.51.100.1 on eth0".into())]);
         assert!(matches!(
             &service_updates("a", &wanted, &wanted, &by_b)[..],
@@ -305,7 +366,7 @@ mod tests {
 
     #[test]
     fn withdrawal_leaves_another_nodes_condition_alone() {
-        let written = announced(&desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]));
+        let written = announced_here(&desired(&[("198.51.100.1", "web", Some("a"), &["eth0"])]));
         let by_b = shown(&[("web", "node b announces 198.51.100.1 on eth0".into())]);
         assert!(service_updates("a", &written, &BTreeMap::new(), &by_b).is_empty());
         assert!(names_node("node a announces x on y", "a"));
