@@ -20,6 +20,7 @@ use ferrolb_lab::topology::{self, Client, plan};
 use ferrolb_speaker::membership::packet::{Heartbeat, HeartbeatKey};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::MutexGuard;
@@ -344,6 +345,32 @@ impl Harness {
         }
     }
 
+    /// Waits for the speaker's `Announcing` Event on `service` that names `node`.
+    async fn wait_announcing_event(&self, service: &str, node: &str) {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let names_node = |event: &Event| {
+            event.reporting_controller.as_deref() == Some("ferrolb-speaker")
+                && event.reason.as_deref() == Some("Announcing")
+                && event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(service)
+                && event
+                    .note
+                    .as_deref()
+                    .is_some_and(|note| note.starts_with(&format!("node {node} ")))
+        };
+        let deadline = Instant::now() + WAIT;
+        while !api
+            .list(&ListParams::default())
+            .await
+            .is_ok_and(|list| list.items.iter().any(names_node))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no Announcing Event of {node} for {service}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The client's neighbour entry for `ip`, as a MAC.
     fn client_neighbour_mac(&self, ip: IpAddr) -> Option<String> {
         let topology = self.lab.topology().expect("topology");
@@ -461,6 +488,7 @@ async fn reach_and_sigkill_failover(test: &'static str, family: &str) {
     );
     assert_eq!(harness.status_owner(ip).await, next);
     harness.wait_condition_names(&service, &next).await;
+    harness.wait_announcing_event(&service, &next).await;
     assert!(harness.metric(next_index, "ferrolb_l2_failovers_total") >= 1.0);
 }
 
