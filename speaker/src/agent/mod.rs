@@ -88,6 +88,8 @@ pub const FIELD_MANAGER: &str = "ferrolb-speaker";
 pub const DEBOUNCE: Duration = Duration::from_millis(5);
 /// Longest wait after start before announcing with some peers' interfaces still unknown.
 pub const SETTLE_MAX: Duration = Duration::from_secs(5);
+/// How often the settling condition is checked again while peers' interfaces are unknown.
+const SETTLE_POLL: Duration = Duration::from_millis(100);
 /// Key in the membership Secret.
 pub const MEMBERSHIP_KEY: &str = "key";
 /// Shortest accepted membership key (HMAC-SHA256 wants at least its output length, RFC 2104 §3).
@@ -369,24 +371,17 @@ impl Loop {
             .get(&self.config.node)
             .and_then(|node| node.interfaces.clone());
         if let Some((earliest, latest)) = self.settling {
-            let now = Instant::now();
-            let unknown: Vec<&str> = self
-                .live
-                .iter()
-                .filter(|peer| nodes.get(*peer).is_none_or(|n| n.interfaces.is_none()))
-                .map(String::as_str)
-                // This node's own status must show what netlink shows, or the others elect
-                // from an older view than this node does.
-                .chain((published.as_ref() != Some(&local)).then_some(self.config.node.as_str()))
-                .collect();
-            if now < earliest || (!unknown.is_empty() && now < latest) {
+            let unknown = unknown_interfaces(
+                &self.config.node,
+                &self.live,
+                &nodes,
+                published.as_deref(),
+                &local,
+            );
+            if let Some(again) = settle_again(Instant::now(), earliest, latest, &unknown) {
                 tracing::debug!(?unknown, "settling: interfaces not known yet");
                 self.publish_status(&local);
-                return Some(if now < earliest {
-                    earliest
-                } else {
-                    now + DEBOUNCE * 20
-                });
+                return Some(again);
             }
             tracing::info!(?unknown, "settled; announcing");
             self.settling = None;
@@ -460,6 +455,40 @@ impl Loop {
             *current = status;
             changed
         });
+    }
+}
+
+/// The nodes whose interfaces the election cannot use yet: live peers that have not reported, and
+/// this node while what it published differs from what netlink shows (the others would elect from
+/// an older view than this node does).
+fn unknown_interfaces<'a>(
+    node: &'a str,
+    live: &'a BTreeSet<String>,
+    nodes: &BTreeMap<String, desired::Node>,
+    published: Option<&[desired::Interface]>,
+    local: &[desired::Interface],
+) -> Vec<&'a str> {
+    live.iter()
+        .filter(|peer| nodes.get(*peer).is_none_or(|n| n.interfaces.is_none()))
+        .map(String::as_str)
+        .chain((published != Some(local)).then_some(node))
+        .collect()
+}
+
+/// While settling (see the module docs): `Some(when to look again)`, or `None` to start
+/// announcing.
+fn settle_again(
+    now: Instant,
+    earliest: Instant,
+    latest: Instant,
+    unknown: &[&str],
+) -> Option<Instant> {
+    if now < earliest {
+        Some(earliest)
+    } else if !unknown.is_empty() && now < latest {
+        Some(now + SETTLE_POLL)
+    } else {
+        None
     }
 }
 
@@ -689,6 +718,65 @@ async fn refresh_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn interface(address: &str) -> desired::Interface {
+        desired::Interface {
+            name: "eth0".into(),
+            up: true,
+            addresses: vec![address.parse().expect("net")],
+        }
+    }
+
+    fn node(name: &str, interfaces: Option<Vec<desired::Interface>>) -> (String, desired::Node) {
+        (
+            name.to_owned(),
+            desired::Node {
+                name: name.to_owned(),
+                labels: BTreeMap::new(),
+                network_unavailable: false,
+                interfaces,
+            },
+        )
+    }
+
+    #[test]
+    fn live_peers_without_report_and_a_stale_own_report_are_unknown() {
+        let local = vec![interface("192.0.2.11/24")];
+        let live = BTreeSet::from(["b".to_owned(), "c".to_owned()]);
+        let nodes = BTreeMap::from([
+            node("a", Some(local.clone())),
+            node("b", Some(vec![interface("192.0.2.12/24")])),
+            node("c", None),
+        ]);
+        assert_eq!(
+            unknown_interfaces("a", &live, &nodes, Some(&local), &local),
+            vec!["c"]
+        );
+        let stale = vec![interface("192.0.2.99/24")];
+        assert_eq!(
+            unknown_interfaces("a", &live, &nodes, Some(&stale), &local),
+            vec!["c", "a"]
+        );
+        assert_eq!(
+            unknown_interfaces("a", &BTreeSet::new(), &nodes, Some(&local), &local),
+            Vec::<&str>::new(),
+            "a peer not heard from is not waited for"
+        );
+    }
+
+    #[test]
+    fn settling_waits_one_detection_time_then_for_unknown_interfaces_until_the_limit() {
+        let start = Instant::now();
+        let earliest = start + Duration::from_millis(300);
+        let latest = start + SETTLE_MAX;
+        assert_eq!(settle_again(start, earliest, latest, &[]), Some(earliest));
+        assert_eq!(settle_again(earliest, earliest, latest, &[]), None);
+        assert_eq!(
+            settle_again(earliest, earliest, latest, &["b"]),
+            Some(earliest + SETTLE_POLL)
+        );
+        assert_eq!(settle_again(latest, earliest, latest, &["b"]), None);
+    }
 
     #[test]
     fn ipv4_peers_are_v4_mapped_on_a_dual_stack_socket() {
