@@ -345,17 +345,17 @@ impl Harness {
         }
     }
 
-    /// Waits for the speaker's `Announcing` Event on `service` that names `node`.
-    async fn wait_announcing_event(&self, service: &str, node: &str) {
+    /// Waits for a speaker Event with `reason` on `service` whose note starts with `note_start`.
+    async fn wait_event(&self, service: &str, reason: &str, note_start: &str) {
         let api: Api<Event> = Api::namespaced(self.client.clone(), NAMESPACE);
         let names_node = |event: &Event| {
             event.reporting_controller.as_deref() == Some("ferrolb-speaker")
-                && event.reason.as_deref() == Some("Announcing")
+                && event.reason.as_deref() == Some(reason)
                 && event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(service)
                 && event
                     .note
                     .as_deref()
-                    .is_some_and(|note| note.starts_with(&format!("node {node} ")))
+                    .is_some_and(|note| note.starts_with(note_start))
         };
         let deadline = Instant::now() + WAIT;
         while !api
@@ -365,7 +365,7 @@ impl Harness {
         {
             assert!(
                 Instant::now() < deadline,
-                "no Announcing Event of {node} for {service}"
+                "no {reason} Event {note_start:?}… for {service}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -488,7 +488,9 @@ async fn reach_and_sigkill_failover(test: &'static str, family: &str) {
     );
     assert_eq!(harness.status_owner(ip).await, next);
     harness.wait_condition_names(&service, &next).await;
-    harness.wait_announcing_event(&service, &next).await;
+    harness
+        .wait_event(&service, "Announcing", &format!("node {next} "))
+        .await;
     assert!(harness.metric(next_index, "ferrolb_l2_failovers_total") >= 1.0);
 }
 
@@ -616,4 +618,87 @@ async fn forged_heartbeat_is_dropped_and_counted() {
     }
     // The forged leave changed nothing: node 1 still sees both others alive.
     assert_eq!(harness.metric(target, "ferrolb_members_alive"), 2.0);
+}
+
+#[tokio::test]
+async fn foreign_claim_of_an_owned_ip_is_reported_as_a_conflict() {
+    let harness = Harness::start("conflict", &[]).await;
+    let ip = harness.create_service("web-conflict", "IPv4", false).await;
+    harness.set_endpoints("web-conflict", &NODES).await;
+    let owner = harness.wait_owner(ip).await;
+    let owner_index = harness.node_index(&owner);
+    let topology = harness.lab.topology().expect("topology");
+    let client = topology.client_ns(Client::L2).expect("client");
+    let interface = client_segment_interface(client);
+    let client_mac = binaries::mac_of(client, &interface).expect("client MAC");
+    // The client claims the Service IP with a gratuitous ARP of its own MAC; sending from an
+    // address it does not hold needs non-local binding, in the client's namespace only.
+    client
+        .sysctl("net.ipv4.ip_nonlocal_bind", "1")
+        .expect("sysctl");
+    let sent = client.exec(&[
+        "arping",
+        "-U",
+        "-c",
+        "2",
+        "-I",
+        &interface,
+        "-s",
+        &ip.to_string(),
+        &ip.to_string(),
+    ]);
+    client
+        .sysctl("net.ipv4.ip_nonlocal_bind", "0")
+        .expect("sysctl");
+    sent.expect("arping");
+
+    let api: Api<SpeakerStatus> = Api::all(harness.client.clone());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reported = api.get(&owner).await.ok().and_then(|status| {
+            status
+                .status?
+                .l2_announcements
+                .into_iter()
+                .find(|a| a.ip == ip.to_string())?
+                .conflicting_mac
+        });
+        if reported.as_deref() == Some(client_mac.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SpeakerStatus of {owner} reports {reported:?}, not the client's {client_mac}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(harness.metric(owner_index, "ferrolb_l2_conflicts_total{family=\"IPv4\"}") >= 1.0);
+    let message = harness.wait_condition_names("web-conflict", &owner).await;
+    let deadline = Instant::now() + WAIT;
+    let mut message = message;
+    while !message.contains(&client_mac) {
+        assert!(
+            Instant::now() < deadline,
+            "condition does not name the conflict: {message}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        message = harness.wait_condition_names("web-conflict", &owner).await;
+    }
+}
+
+/// The client's interface on the segment: the one holding the L2 client address.
+fn client_segment_interface(client: &ferrolb_lab::netns::NetNs) -> String {
+    let out = client.ip(&["-j", "-4", "addr", "show"]).expect("ip addr");
+    let links: Vec<Value> = serde_json::from_str(&out).expect("ip -j output");
+    let wanted = plan::CLIENT_L2_V4.to_string();
+    links
+        .iter()
+        .find(|link| {
+            link["addr_info"]
+                .as_array()
+                .is_some_and(|infos| infos.iter().any(|i| i["local"] == wanted.as_str()))
+        })
+        .and_then(|link| link["ifname"].as_str())
+        .expect("client segment interface")
+        .to_owned()
 }
