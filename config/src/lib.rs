@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addresses;
+pub mod annotations;
 pub mod check;
 pub mod community;
 pub mod crd;

@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
         LeaderElector::new(client.clone(), LeaderConfig::try_from(&args.leader)?);
     let election = tokio::spawn(elector.run(shutdown.clone()));
     let config = ReconcilerConfig {
-        filter: args.class_filter(),
+        filter: args.class.filter(),
         leadership,
         metrics,
         identity: args.leader.identity.clone(),

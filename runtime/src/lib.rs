@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod class;
 pub mod leader;
 pub mod lease;
 pub mod logging;

@@ -3,6 +3,7 @@
 // registrations no safe crate wraps).
 #![deny(unsafe_code)]
 
+pub mod agent;
 pub mod bfd;
 pub mod bgp;
 pub mod desired;

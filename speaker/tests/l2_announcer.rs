@@ -6,7 +6,9 @@ use proptest::prelude::*;
 use std::time::{Duration, Instant};
 
 use ferrolb_speaker::l2::MacAddr;
-use ferrolb_speaker::l2::announcer::{Announcer, AnnouncerConfig, Counters, Input, Output};
+use ferrolb_speaker::l2::announcer::{
+    Announcer, AnnouncerConfig, Counters, FamilyCounters, Input, Output,
+};
 use ferrolb_speaker::l2::arp::{ArpFrame, ArpOperation};
 use ferrolb_speaker::l2::ndp::{ALL_NODES, NdpFrame, NdpMessage, solicited_node};
 
@@ -84,7 +86,7 @@ fn gaining_ipv4_sends_gratuitous_request_and_reply_at_once() {
             send(ETH0, ArpFrame::gratuitous_reply(OUR_MAC, VIP4).encode()),
         ]
     );
-    assert_eq!(announcer.counters().gratuitous_sent, 2);
+    assert_eq!(announcer.counters().total().gratuitous_sent, 2);
     assert_eq!(
         announcer.owned().collect::<Vec<_>>(),
         vec![(IpAddr::V4(VIP4), ETH0)]
@@ -111,7 +113,7 @@ fn burst_follows_configured_offsets_then_stops_without_refresh() {
     );
     assert_eq!(announcer.next_wakeup(), None);
     assert!(announcer.handle(t0 + ms(60_000), Input::Tick).is_empty());
-    assert_eq!(announcer.counters().gratuitous_sent, 8);
+    assert_eq!(announcer.counters().total().gratuitous_sent, 8);
 }
 
 #[test]
@@ -213,7 +215,13 @@ fn arp_request_for_owned_ip_is_answered_from_interface_mac() {
     let out = receive(&mut announcer, t0, ETH0, &request.encode());
     assert_eq!(out, vec![send(ETH0, request.reply_from(OUR_MAC).encode())]);
     let counters = announcer.counters();
-    assert_eq!((counters.requests_seen, counters.requests_answered), (1, 1));
+    assert_eq!(
+        (
+            counters.total().requests_seen,
+            counters.total().requests_answered
+        ),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -225,7 +233,13 @@ fn arp_request_on_another_interface_or_for_another_ip_is_ignored() {
         assert!(receive(&mut announcer, t0, interface, frame).is_empty());
     }
     let counters = announcer.counters();
-    assert_eq!((counters.requests_seen, counters.requests_answered), (2, 0));
+    assert_eq!(
+        (
+            counters.total().requests_seen,
+            counters.total().requests_answered
+        ),
+        (2, 0)
+    );
 }
 
 #[test]
@@ -239,7 +253,7 @@ fn arp_probe_for_owned_ip_is_answered() {
     let reply = probe.reply_from(OUR_MAC);
     assert_eq!(reply.target_ip, Ipv4Addr::UNSPECIFIED);
     assert_eq!(out, vec![send(ETH0, reply.encode())]);
-    assert_eq!(announcer.counters().conflicts, 0);
+    assert_eq!(announcer.counters().total().conflicts, 0);
 }
 
 #[test]
@@ -251,8 +265,8 @@ fn own_announcements_seen_on_the_socket_are_ignored() {
     ] {
         assert!(receive(&mut announcer, t0, ETH0, &frame).is_empty());
     }
-    assert_eq!(announcer.counters().conflicts, 0);
-    assert_eq!(announcer.counters().requests_answered, 0);
+    assert_eq!(announcer.counters().total().conflicts, 0);
+    assert_eq!(announcer.counters().total().requests_answered, 0);
 }
 
 #[test]
@@ -308,7 +322,7 @@ fn foreign_arp_reply_for_owned_ip_is_a_conflict_defended_once_per_interval() {
         receive(&mut announcer, t0 + ms(10_100), ETH0, &intruder).len(),
         3
     );
-    assert_eq!(announcer.counters().conflicts, 3);
+    assert_eq!(announcer.counters().total().conflicts, 3);
 }
 
 #[test]
@@ -351,7 +365,7 @@ fn gaining_ipv6_joins_solicited_node_group_and_sends_unsolicited_na() {
     let na = NdpFrame::decode(&NdpFrame::unsolicited_advertisement(OUR_MAC, VIP6).encode())
         .expect("valid NA");
     assert_eq!(na.ip_destination, ALL_NODES);
-    assert_eq!(announcer.counters().gratuitous_sent, 1);
+    assert_eq!(announcer.counters().total().gratuitous_sent, 1);
 }
 
 #[test]
@@ -389,7 +403,13 @@ fn neighbor_solicitation_for_owned_ip_is_answered() {
     let other = NdpFrame::solicitation(CLIENT_MAC, CLIENT6, CLIENT6).encode();
     assert!(receive(&mut announcer, t0, ETH0, &other).is_empty());
     let counters = announcer.counters();
-    assert_eq!((counters.requests_seen, counters.requests_answered), (2, 1));
+    assert_eq!(
+        (
+            counters.total().requests_seen,
+            counters.total().requests_answered
+        ),
+        (2, 1)
+    );
 }
 
 #[test]
@@ -414,7 +434,7 @@ fn foreign_neighbor_advertisement_for_owned_ip_is_a_conflict_but_own_is_not() {
         vec![(ETH0, own.as_slice())],
         "defended with an unsolicited NA"
     );
-    assert_eq!(announcer.counters().conflicts, 1);
+    assert_eq!(announcer.counters().total().conflicts, 1);
 }
 
 #[test]
@@ -430,7 +450,10 @@ fn malformed_frames_are_counted_and_ignored() {
     assert_eq!(
         announcer.counters(),
         Counters {
-            gratuitous_sent: 2,
+            ipv4: FamilyCounters {
+                gratuitous_sent: 2,
+                ..FamilyCounters::default()
+            },
             malformed: 3,
             ..Counters::default()
         }

@@ -51,7 +51,10 @@ async fn start_three() -> Vec<Member> {
             .send(Command::SetPeers(others))
             .await
             .expect("driver not started yet, channel open");
-        let task = tokio::spawn(driver::run(socket, liveness, command_rx, change_tx));
+        let (dropped, _) = tokio::sync::watch::channel(driver::DroppedCounts::new());
+        let task = tokio::spawn(driver::run(
+            socket, liveness, command_rx, change_tx, dropped,
+        ));
         members.push(Member {
             commands,
             changes,

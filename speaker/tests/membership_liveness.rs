@@ -300,3 +300,18 @@ fn three_peers_detect_one_silent_member() {
         assert!(tables[survivor].alive().all(|node| node != "node-c"));
     }
 }
+
+#[test]
+fn rotated_key_authenticates_new_heartbeats_and_drops_old_ones() {
+    let t0 = Instant::now();
+    let mut a = table("node-a", 1);
+    let mut b = table("node-b", 1);
+    let rotated = HeartbeatKey::new(b"rotated-cluster-secret").expect("non-empty");
+    b.set_key(rotated.clone());
+    // node-a still signs with the old key: dropped as unauthenticated.
+    assert!(deliver(&mut b, t0, &beat(&mut a)).is_empty());
+    assert_eq!(b.dropped(DropReason::BadMac), 1);
+    assert_eq!(b.dropped_by_reason().get(&DropReason::BadMac), Some(&1));
+    a.set_key(rotated);
+    assert_eq!(deliver(&mut b, t0 + ms(100), &beat(&mut a)), up("node-a"));
+}

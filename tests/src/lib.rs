@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod binaries;
 pub mod capture;
 pub mod cluster;
 pub mod control_plane;

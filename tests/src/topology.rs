@@ -935,6 +935,12 @@ fn missing_routes(router: &Router, expected: &[IpNet]) -> Result<Vec<IpNet>, Top
 
 /// `curl` inside `ns` (5 s limit, no proxy, IPv6 literals allowed); returns the body.
 pub fn curl(ns: &NetNs, url: &str) -> Result<String, NetnsError> {
+    curl_within(ns, url, "5")
+}
+
+/// `curl` from `ns` giving up after `max_time` seconds (curl's `--max-time`, fractions allowed):
+/// short timeouts let failover tests poll.
+pub fn curl_within(ns: &NetNs, url: &str, max_time: &str) -> Result<String, NetnsError> {
     ns.exec(&[
         "curl",
         "-sS",
@@ -942,7 +948,7 @@ pub fn curl(ns: &NetNs, url: &str) -> Result<String, NetnsError> {
         "--noproxy",
         "*",
         "--max-time",
-        "5",
+        max_time,
         url,
     ])
 }

@@ -80,6 +80,11 @@ pub struct SpeakerStatusStatus {
     pub members: Vec<MemberStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bfd_sessions: Vec<BfdSessionStatus>,
+    /// This node's network interfaces as its speaker sees them. Every speaker reads the others'
+    /// from here: layer-2 eligibility depends on them (SPEC §5, "has an interface whose subnet
+    /// holds the IP"), and every speaker must decide it alike to agree on one owner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<InterfaceStatus>,
 }
 
 /// Counts derived from the lists, so `kubectl get speakerstatus` answers at a glance.
@@ -129,6 +134,10 @@ pub struct L2AnnouncementStatus {
     /// `namespace/name` of the Service.
     pub service: String,
     pub interface: String,
+    /// MAC address of another station that claimed this IP (ARP reply or Neighbor Advertisement),
+    /// the latest one seen while this node announced it (SPEC §5 conflict detection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicting_mac: Option<String>,
 }
 
 /// Another speaker as this node's membership sees it.
@@ -137,6 +146,19 @@ pub struct L2AnnouncementStatus {
 pub struct MemberStatus {
     pub node: String,
     pub alive: bool,
+}
+
+/// One network interface of the node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InterfaceStatus {
+    #[schemars(length(max = 15))]
+    pub name: String,
+    /// Up with carrier: frames can flow.
+    pub up: bool,
+    /// Its addresses with prefix length (`198.51.100.4/24`, `2001:db8::4/64`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 /// One BFD session of the node.

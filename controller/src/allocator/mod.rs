@@ -34,7 +34,6 @@
 //! ([`free`]), so taking, returning and finding the lowest free address are O(log n) in the number
 //! of intervals, not in pool size or addresses taken. Pools are few; they are scanned linearly.
 
-mod annotations;
 mod error;
 mod free;
 mod pool;
@@ -46,10 +45,6 @@ use std::net::IpAddr;
 
 use ferrolb_config::addresses::{Family, int_to_ip, ip_to_int};
 
-pub use self::annotations::{
-    ADDRESS_POOL, ALLOW_SHARED_IP, AliasUsed, AnnotationError, LOAD_BALANCER_IPS,
-    RequestAnnotations, parse_annotations,
-};
 pub use self::error::AllocError;
 use self::free::{FreeIntervals, is_buggy};
 pub use self::pool::{LabelMatcher, PoolSpec, Restriction};
@@ -58,6 +53,10 @@ pub use self::service::{
     FamilyPolicy, Labels, Protocol, ServiceKey, ServicePort, ServiceRequest, TrafficPolicy,
 };
 pub use self::snapshot::pools_from_config;
+pub use ferrolb_config::annotations::{
+    ADDRESS_POOL, ALLOW_SHARED_IP, AliasUsed, AnnotationError, LOAD_BALANCER_IPS,
+    RequestAnnotations, parse_annotations,
+};
 
 /// The addresses a Service holds, all from one pool, in `ipFamilies` order.
 #[derive(Debug, Clone, PartialEq, Eq)]

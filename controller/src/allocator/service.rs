@@ -77,7 +77,7 @@ pub struct ServicePort {
 }
 
 /// A LoadBalancer Service as the allocator sees it. Requests come from
-/// [`super::annotations::parse_annotations`].
+/// [`ferrolb_config::annotations::parse_annotations`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceRequest {
     pub key: ServiceKey,

@@ -49,8 +49,8 @@ use tokio_util::sync::CancellationToken;
 
 use self::service::{Outcome, Published};
 use crate::allocator::{AllocError, Allocator, RejectedIp, ServiceKey, pools_from_config};
-use crate::args::ClassFilter;
 use crate::metrics::ControllerMetrics;
+use ferrolb_runtime::class::ClassFilter;
 
 /// The field manager of every write, so server-side apply removes what we stop publishing.
 pub const FIELD_MANAGER: &str = "ferrolb-controller";
@@ -221,7 +221,7 @@ impl Context {
             .services
             .state()
             .into_iter()
-            .filter(|s| service::is_ours(s, &self.filter))
+            .filter(|s| self.filter.serves(s))
             .filter_map(|s| {
                 let published = service::published(&s);
                 let key = service::key_of(&s)?;
@@ -302,7 +302,7 @@ impl Context {
             _ => service::published(svc),
         };
         let mut freed = Vec::new();
-        let (outcome, aliases) = if service::is_ours(svc, &self.filter) {
+        let (outcome, aliases) = if self.filter.serves(svc) {
             match service::request_of(key, svc) {
                 Ok((request, aliases)) => {
                     let allocator = self.allocator(&mut state)?;

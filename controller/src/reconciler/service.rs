@@ -1,4 +1,5 @@
-//! A Service as the reconciler sees it, as plain values: whether it is ours (SPEC §3), what it
+//! A Service as the reconciler sees it, as plain values (whether it is ours is
+//! `ferrolb_runtime::class::ClassFilter::serves`, SPEC §3): what it
 //! asks the allocator for, what ferrolb last published on it, what it should publish now, and
 //! which Events the difference deserves.
 //!
@@ -15,7 +16,6 @@ use crate::allocator::{
     AliasUsed, AnnotationError, Assignment, FamilyPolicy, Protocol, RejectedIp, ServiceKey,
     ServicePort, ServiceRequest, TrafficPolicy, parse_annotations,
 };
-use crate::args::ClassFilter;
 
 /// Annotation naming the pool a Service's addresses come from.
 pub const ALLOCATED_FROM_POOL: &str = "ferrolb.io/allocated-from-pool";
@@ -31,16 +31,6 @@ pub fn key_of(service: &Service) -> Option<ServiceKey> {
         service.metadata.namespace.clone()?,
         service.metadata.name.clone()?,
     ))
-}
-
-/// Whether the Service is a LoadBalancer of our class that is not being deleted (SPEC §3).
-pub fn is_ours(service: &Service, filter: &ClassFilter) -> bool {
-    let Some(spec) = &service.spec else {
-        return false;
-    };
-    spec.type_.as_deref() == Some("LoadBalancer")
-        && filter.claims(spec.load_balancer_class.as_deref())
-        && service.metadata.deletion_timestamp.is_none()
 }
 
 /// What the Service asks the allocator for, and the MetalLB spellings it used.
@@ -314,17 +304,6 @@ mod tests {
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-    fn filter(classless: bool) -> ClassFilter {
-        use clap::Parser;
-        let mut args = vec!["x", "--identity", "a", "--lease-namespace", "n"];
-        if !classless {
-            args.extend(["--handle-classless", "false"]);
-        }
-        crate::args::ControllerArgs::try_parse_from(args)
-            .expect("args")
-            .class_filter()
-    }
-
     fn lb(class: Option<&str>) -> Service {
         Service {
             metadata: ObjectMeta {
@@ -343,23 +322,6 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("ip")
-    }
-
-    #[test]
-    fn our_class_and_classless_load_balancers_are_ours() {
-        assert!(is_ours(&lb(None), &filter(true)));
-        assert!(is_ours(&lb(Some("ferrolb.io/lb")), &filter(true)));
-        assert!(!is_ours(&lb(Some("other.io/lb")), &filter(true)));
-        assert!(!is_ours(&lb(None), &filter(false)));
-    }
-
-    #[test]
-    fn cluster_ip_service_is_not_ours() {
-        let mut service = lb(None);
-        if let Some(spec) = service.spec.as_mut() {
-            spec.type_ = Some("ClusterIP".into());
-        }
-        assert!(!is_ours(&service, &filter(true)));
     }
 
     #[test]

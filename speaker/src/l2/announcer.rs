@@ -104,17 +104,39 @@ pub enum Output {
     },
 }
 
-/// Plain counters, exported as metrics by the driver.
+/// Counters of one address family (ARP for IPv4, NDP for IPv6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counters {
+pub struct FamilyCounters {
     /// ARP requests and Neighbor Solicitations received (for any address).
     pub requests_seen: u64,
-    /// Of those, the ones answered because the target is owned here.
+    /// Of those, the ones whose target is owned here (answered or, when sent by this node itself,
+    /// not).
+    pub requests_for_owned: u64,
+    /// Of those, the ones answered.
     pub requests_answered: u64,
     /// Gratuitous ARP and unsolicited NA frames sent (bursts, refreshes and defences).
     pub gratuitous_sent: u64,
     /// Conflicting frames seen for owned addresses.
     pub conflicts: u64,
+}
+
+impl FamilyCounters {
+    fn plus(self, other: FamilyCounters) -> FamilyCounters {
+        FamilyCounters {
+            requests_seen: self.requests_seen + other.requests_seen,
+            requests_for_owned: self.requests_for_owned + other.requests_for_owned,
+            requests_answered: self.requests_answered + other.requests_answered,
+            gratuitous_sent: self.gratuitous_sent + other.gratuitous_sent,
+            conflicts: self.conflicts + other.conflicts,
+        }
+    }
+}
+
+/// Plain counters, exported as metrics by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub ipv4: FamilyCounters,
+    pub ipv6: FamilyCounters,
     /// ARP frames and NS/NA that break their RFC's validity rules (truncated, bad checksum, hop
     /// limit below 255, …).
     pub malformed: u64,
@@ -122,6 +144,20 @@ pub struct Counters {
     /// other IPv6 upper layers); the socket filter should keep these away, so a rising count points
     /// at the driver.
     pub ignored: u64,
+}
+
+impl Counters {
+    /// Both families added up.
+    pub fn total(&self) -> FamilyCounters {
+        self.ipv4.plus(self.ipv6)
+    }
+
+    fn family(&mut self, ip: IpAddr) -> &mut FamilyCounters {
+        match ip {
+            IpAddr::V4(_) => &mut self.ipv4,
+            IpAddr::V6(_) => &mut self.ipv6,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -264,7 +300,7 @@ impl Announcer {
     /// tick that finds several burst steps due sends once and skips to the next future step.
     fn announce_due(&mut self, now: Instant, out: &mut Vec<Output>) {
         let config = &self.config;
-        let mut sent = 0;
+        let counters = &mut self.counters;
         for ((ip, interface), owned) in &mut self.owned {
             let due_burst = config
                 .announce_at
@@ -287,10 +323,10 @@ impl Announcer {
                 false
             };
             if due {
-                sent += push_announcement(*ip, interface, owned.mac, out);
+                counters.family(*ip).gratuitous_sent +=
+                    push_announcement(*ip, interface, owned.mac, out);
             }
         }
-        self.counters.gratuitous_sent += sent;
     }
 
     fn receive(&mut self, now: Instant, interface: &str, frame: &[u8], out: &mut Vec<Output>) {
@@ -322,7 +358,7 @@ impl Announcer {
         out: &mut Vec<Output>,
     ) {
         if arp.operation == ArpOperation::Request {
-            self.counters.requests_seen += 1;
+            self.counters.ipv4.requests_seen += 1;
         }
         // RFC 5227 §2.4: a packet whose sender IP is ours but whose sender hardware address is not.
         if let Some(owned) = self
@@ -349,6 +385,7 @@ impl Announcer {
         else {
             return;
         };
+        self.counters.ipv4.requests_for_owned += 1;
         if arp.eth_source == owned.mac || arp.sender_mac == owned.mac {
             return;
         }
@@ -356,7 +393,7 @@ impl Announcer {
             interface: interface.to_owned(),
             frame: arp.reply_from(owned.mac).encode(),
         });
-        self.counters.requests_answered += 1;
+        self.counters.ipv4.requests_answered += 1;
     }
 
     fn receive_ndp(
@@ -369,10 +406,11 @@ impl Announcer {
         let key = (IpAddr::V6(ndp.message.target()), interface.to_owned());
         match ndp.message {
             NdpMessage::Solicitation { .. } => {
-                self.counters.requests_seen += 1;
+                self.counters.ipv6.requests_seen += 1;
                 let Some(owned) = self.owned.get(&key) else {
                     return;
                 };
+                self.counters.ipv6.requests_for_owned += 1;
                 if ndp.eth_source == owned.mac {
                     return;
                 }
@@ -381,7 +419,7 @@ impl Announcer {
                         interface: interface.to_owned(),
                         frame: reply.encode(),
                     });
-                    self.counters.requests_answered += 1;
+                    self.counters.ipv6.requests_answered += 1;
                 }
             }
             NdpMessage::Advertisement {
@@ -408,7 +446,7 @@ impl Announcer {
         foreign_mac: MacAddr,
         out: &mut Vec<Output>,
     ) {
-        self.counters.conflicts += 1;
+        self.counters.family(ip).conflicts += 1;
         out.push(Output::Conflict {
             ip,
             foreign_mac,
@@ -426,7 +464,7 @@ impl Announcer {
         }
         owned.last_defence = Some(now);
         let mac = owned.mac;
-        self.counters.gratuitous_sent += push_announcement(ip, interface, mac, out);
+        self.counters.family(ip).gratuitous_sent += push_announcement(ip, interface, mac, out);
     }
 }
 

@@ -27,7 +27,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{self, Instant, MissedTickBehavior};
 
-use super::liveness::{Event, Liveness, MemberChange};
+use std::collections::BTreeMap;
+
+use tokio::sync::watch;
+
+use super::liveness::{DropReason, Event, Liveness, MemberChange};
+use super::packet::HeartbeatKey;
 
 /// Largest heartbeat: 28 fixed octets, a 253-octet name and a 32-octet tag, rounded up.
 const MAX_DATAGRAM: usize = 512;
@@ -40,13 +45,18 @@ pub struct Peer {
 }
 
 /// What the rest of the speaker asks of the driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Command {
     /// Replace the peer list (learnt from the API).
     SetPeers(Vec<Peer>),
+    /// Use a new shared secret (rotated in its Secret).
+    SetKey(HeartbeatKey),
     /// Announce departure to every peer and stop.
     Leave,
 }
+
+/// Datagrams dropped so far, by reason; published after every datagram that changed it.
+pub type DroppedCounts = BTreeMap<DropReason, u64>;
 
 /// Wall clock in Unix milliseconds, for heartbeat timestamps and the freshness check.
 pub fn wall_clock_ms() -> u64 {
@@ -65,12 +75,14 @@ pub fn incarnation_now() -> u64 {
     u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Runs membership on `socket` until [`Command::Leave`] or until `commands` closes.
+/// Runs membership on `socket` until [`Command::Leave`] or until `commands` closes; drop counts go
+/// to `dropped`.
 pub async fn run(
     socket: UdpSocket,
     mut liveness: Liveness,
     mut commands: mpsc::Receiver<Command>,
     changes: mpsc::UnboundedSender<MemberChange>,
+    dropped: watch::Sender<DroppedCounts>,
 ) -> io::Result<()> {
     let mut peers: Vec<Peer> = Vec::new();
     let mut heartbeat = time::interval(liveness.config().interval);
@@ -85,6 +97,10 @@ pub async fn run(
                     peers = next;
                     produced
                 }
+                Some(Command::SetKey(key)) => {
+                    liveness.set_key(key);
+                    Vec::new()
+                }
                 Some(Command::Leave) | None => {
                     send_to_all(&socket, &peers, &mut liveness, true).await;
                     return Ok(());
@@ -97,7 +113,15 @@ pub async fn run(
             received = socket.recv_from(&mut buffer) => match received {
                 Ok((len, _)) => {
                     let event = Event::Datagram { bytes: &buffer[..len], wall_clock_ms: wall_clock_ms() };
-                    liveness.handle(Instant::now().into_std(), event)
+                    let produced = liveness.handle(Instant::now().into_std(), event);
+                    dropped.send_if_modified(|counts| {
+                        let changed = counts != liveness.dropped_by_reason();
+                        if changed {
+                            counts.clone_from(liveness.dropped_by_reason());
+                        }
+                        changed
+                    });
+                    produced
                 }
                 Err(error) => {
                     tracing::warn!(%error, "membership: receive failed");

@@ -250,6 +250,18 @@ impl Liveness {
         self.dropped.get(&reason).copied().unwrap_or(0)
     }
 
+    /// Datagrams dropped so far, by reason (reasons never seen are absent).
+    pub fn dropped_by_reason(&self) -> &BTreeMap<DropReason, u64> {
+        &self.dropped
+    }
+
+    /// Replaces the shared secret (rotated in its Secret). Heartbeats are sent and checked with the
+    /// new key from now on; peers still on the old one are dropped as `BadMac` until they rotate
+    /// too, so rotate on every node within the detection time or accept a brief failover.
+    pub fn set_key(&mut self, key: HeartbeatKey) {
+        self.key = key;
+    }
+
     /// When the next peer would time out, if any is up.
     pub fn next_deadline(&self) -> Option<Instant> {
         let detect = self.config.detect_time();

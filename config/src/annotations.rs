@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ferrolb_config::addresses::{Family, parse_ip};
+use crate::addresses::{Family, parse_ip};
 
 /// Requested addresses: one, or two of different families, comma-separated.
 pub const LOAD_BALANCER_IPS: &str = "ferrolb.io/loadBalancerIPs";

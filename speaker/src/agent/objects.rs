@@ -1,0 +1,529 @@
+//! Kubernetes objects to the plain inputs of [`crate::desired::compute`].
+//!
+//! Contract: pure functions of the objects the reflectors hold; no client, no clock. The config
+//! snapshot is built by [`ferrolb_config::model::build`], the same code the controller runs, and
+//! [`LastValid`] adds one rule on top: an object that *becomes* invalid (an edit the API server
+//! accepted but the model refuses) is replaced by its last valid version, so a typo never withdraws
+//! an address that is announced (bad input loses nothing). Deleting an object is deliberate and
+//! does withdraw.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use ferrolb_config::annotations::parse_annotations;
+use ferrolb_config::crd::SpeakerStatus;
+use ferrolb_config::crd::speaker_status::InterfaceStatus;
+use ferrolb_config::model::{self, Config, Diagnostic, ObjectKind, Objects, Reason};
+use ferrolb_runtime::class::ClassFilter;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Node as KubeNode, Service as KubeService};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::ResourceExt;
+
+use crate::desired::{Endpoint, Interface, Node, Service, TrafficPolicy};
+use crate::l2::driver::Interfaces;
+
+/// The label an EndpointSlice carries naming its Service (KEP-752).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A Node as [`crate::desired`] sees it, with the interfaces its speaker reported in its
+/// `SpeakerStatus` (`None` when it has not reported).
+pub fn node(node: &KubeNode, reported: Option<&SpeakerStatus>) -> Node {
+    let network_unavailable = node
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
+        });
+    Node {
+        name: node.name_any(),
+        labels: node.labels().clone(),
+        network_unavailable,
+        interfaces: reported
+            .and_then(|status| status.status.as_ref())
+            .map(|status| interfaces_from_status(&status.interfaces)),
+    }
+}
+
+/// The LoadBalancer Services of our class that hold addresses, with the endpoints of their
+/// EndpointSlices. Services without an address are skipped: there is nothing to announce.
+pub fn services(
+    services: &[Arc<KubeService>],
+    slices: &[Arc<EndpointSlice>],
+    filter: &ClassFilter,
+) -> Vec<Service> {
+    let mut endpoints: BTreeMap<(String, String), Vec<Endpoint>> = BTreeMap::new();
+    for slice in slices {
+        let (Some(namespace), Some(service)) =
+            (slice.namespace(), slice.labels().get(SERVICE_NAME_LABEL))
+        else {
+            continue;
+        };
+        let entry = endpoints.entry((namespace, service.clone())).or_default();
+        entry.extend(slice.endpoints.iter().map(|endpoint| {
+            let conditions = endpoint.conditions.clone().unwrap_or_default();
+            Endpoint::from_conditions(
+                endpoint.node_name.clone(),
+                conditions.ready,
+                conditions.serving,
+                conditions.terminating,
+            )
+        }));
+    }
+    services
+        .iter()
+        .filter(|service| filter.serves(service))
+        .filter_map(|service| {
+            let namespace = service.namespace()?;
+            let name = service.name_any();
+            let ips: Vec<_> = service
+                .status
+                .as_ref()
+                .and_then(|status| status.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|ingress| ingress.ip.as_deref()?.parse().ok())
+                .collect();
+            if ips.is_empty() {
+                return None;
+            }
+            let spec = service.spec.as_ref();
+            let traffic_policy = match spec.and_then(|spec| spec.external_traffic_policy.as_deref())
+            {
+                Some("Local") => TrafficPolicy::Local,
+                _ => TrafficPolicy::Cluster,
+            };
+            // A Service whose annotations are unusable got no address from the controller; its
+            // sharing key only matters alongside an address, so an error reads as "no key".
+            let sharing_key = parse_annotations(service.annotations(), None)
+                .ok()
+                .and_then(|requests| requests.sharing_key);
+            let endpoints = endpoints
+                .remove(&(namespace.clone(), name.clone()))
+                .unwrap_or_default();
+            Some(Service {
+                namespace,
+                name,
+                labels: service.labels().clone(),
+                ips,
+                traffic_policy,
+                sharing_key,
+                endpoints,
+            })
+        })
+        .collect()
+}
+
+/// This node's interfaces as the layer-2 driver sees them through netlink.
+pub fn local_interfaces(interfaces: &Interfaces) -> Vec<Interface> {
+    interfaces
+        .iter()
+        .map(|(name, interface)| Interface {
+            name: name.clone(),
+            up: interface.running,
+            addresses: interface.networks.clone(),
+        })
+        .collect()
+}
+
+/// Interfaces as published in `SpeakerStatus.status.interfaces`.
+pub fn interfaces_to_status(interfaces: &[Interface]) -> Vec<InterfaceStatus> {
+    interfaces
+        .iter()
+        .map(|interface| InterfaceStatus {
+            name: interface.name.clone(),
+            up: interface.up,
+            addresses: interface
+                .addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        })
+        .collect()
+}
+
+/// Interfaces read back from another node's `SpeakerStatus`; an address that does not parse
+/// (written by a different version, or by hand) is skipped rather than failing the node.
+pub fn interfaces_from_status(interfaces: &[InterfaceStatus]) -> Vec<Interface> {
+    interfaces
+        .iter()
+        .map(|interface| Interface {
+            name: interface.name.clone(),
+            up: interface.up,
+            addresses: interface
+                .addresses
+                .iter()
+                .filter_map(|address| address.parse::<IpNet>().ok())
+                .collect(),
+        })
+        .collect()
+}
+
+/// The last valid version of every ferrolb object, by kind and name (see the module docs).
+#[derive(Debug, Default)]
+pub struct LastValid {
+    pools: BTreeMap<String, ferrolb_config::crd::IPAddressPool>,
+    l2_advertisements: BTreeMap<String, ferrolb_config::crd::L2Advertisement>,
+    bgp_advertisements: BTreeMap<String, ferrolb_config::crd::BGPAdvertisement>,
+    peers: BTreeMap<String, ferrolb_config::crd::BGPPeer>,
+    bfd_profiles: BTreeMap<String, ferrolb_config::crd::BFDProfile>,
+    communities: BTreeMap<String, ferrolb_config::crd::Community>,
+}
+
+/// A snapshot built with [`LastValid::build`].
+#[derive(Debug)]
+pub struct Built {
+    pub config: Config,
+    /// The problems of the objects as they are now (what the user must fix).
+    pub diagnostics: Vec<Diagnostic>,
+    /// Invalid objects whose last valid version was used instead.
+    pub kept: Vec<(ObjectKind, String)>,
+}
+
+impl Built {
+    /// No object is invalid (conflicts and dangling references are the controller's to report and
+    /// do not make the speaker's view wrong).
+    pub fn is_valid(&self) -> bool {
+        !self
+            .diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.reason == Reason::Invalid)
+    }
+}
+
+impl LastValid {
+    /// Builds the snapshot from `objects`, substituting the last valid version of every object that
+    /// is invalid now, and remembers the valid ones.
+    pub fn build(&mut self, mut objects: Objects) -> Built {
+        let (config, diagnostics) = model::build(&objects);
+        let invalid: BTreeSet<(ObjectKind, String)> = diagnostics
+            .iter()
+            .filter(|d| d.is_error() && d.reason == Reason::Invalid)
+            .map(|d| (d.kind, d.name.clone()))
+            .collect();
+        let mut kept = Vec::new();
+        kept.extend(substitute(
+            &mut objects.pools,
+            &mut self.pools,
+            ObjectKind::IPAddressPool,
+            &invalid,
+        ));
+        kept.extend(substitute(
+            &mut objects.l2_advertisements,
+            &mut self.l2_advertisements,
+            ObjectKind::L2Advertisement,
+            &invalid,
+        ));
+        kept.extend(substitute(
+            &mut objects.bgp_advertisements,
+            &mut self.bgp_advertisements,
+            ObjectKind::BGPAdvertisement,
+            &invalid,
+        ));
+        kept.extend(substitute(
+            &mut objects.peers,
+            &mut self.peers,
+            ObjectKind::BGPPeer,
+            &invalid,
+        ));
+        kept.extend(substitute(
+            &mut objects.bfd_profiles,
+            &mut self.bfd_profiles,
+            ObjectKind::BFDProfile,
+            &invalid,
+        ));
+        kept.extend(substitute(
+            &mut objects.communities,
+            &mut self.communities,
+            ObjectKind::Community,
+            &invalid,
+        ));
+        let config = if kept.is_empty() {
+            config
+        } else {
+            model::build(&objects).0
+        };
+        Built {
+            config,
+            diagnostics,
+            kept,
+        }
+    }
+}
+
+/// Replaces each object of `kind` that is `invalid` by its remembered version (when there is one) and
+/// remembers every other object; forgets objects that no longer exist. Returns the names replaced.
+fn substitute<T>(
+    current: &mut [T],
+    last: &mut BTreeMap<String, T>,
+    kind: ObjectKind,
+    invalid: &BTreeSet<(ObjectKind, String)>,
+) -> Vec<(ObjectKind, String)>
+where
+    T: kube::Resource + Clone,
+{
+    let names: BTreeSet<String> = current.iter().map(ResourceExt::name_any).collect();
+    last.retain(|name, _| names.contains(name));
+    let mut kept = Vec::new();
+    for object in current.iter_mut() {
+        let name = object.name_any();
+        if !invalid.contains(&(kind, name.clone())) {
+            last.insert(name, object.clone());
+        } else if let Some(previous) = last.get(&name) {
+            *object = previous.clone();
+            kept.push((kind, name));
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrolb_config::crd::{IPAddressPool, L2Advertisement};
+    use ferrolb_runtime::class::ClassArgs;
+    use k8s_openapi::api::core::v1::{
+        LoadBalancerIngress, LoadBalancerStatus, NodeCondition, NodeStatus, ServiceSpec,
+        ServiceStatus,
+    };
+    use k8s_openapi::api::discovery::v1::{Endpoint as KubeEndpoint, EndpointConditions};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde_json::json;
+
+    fn pool(name: &str, address: &str) -> IPAddressPool {
+        serde_json::from_value(json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"addresses": [address]}
+        }))
+        .expect("pool")
+    }
+
+    fn l2(name: &str) -> L2Advertisement {
+        serde_json::from_value(json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "L2Advertisement",
+            "metadata": {"name": name}, "spec": {}
+        }))
+        .expect("advertisement")
+    }
+
+    fn filter() -> ClassFilter {
+        ClassArgs {
+            lb_class: "ferrolb.io/lb".into(),
+            handle_classless: true,
+        }
+        .filter()
+    }
+
+    fn service(name: &str, ips: &[&str], policy: Option<&str>) -> Arc<KubeService> {
+        Arc::new(KubeService {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(name.into()),
+                annotations: Some(BTreeMap::from([(
+                    "metallb.io/allow-shared-ip".to_owned(),
+                    "k".to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                external_traffic_policy: policy.map(str::to_owned),
+                ..ServiceSpec::default()
+            }),
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(
+                        ips.iter()
+                            .map(|ip| LoadBalancerIngress {
+                                ip: Some((*ip).to_owned()),
+                                ..LoadBalancerIngress::default()
+                            })
+                            .collect(),
+                    ),
+                }),
+                conditions: None,
+            }),
+        })
+    }
+
+    fn slice(service: &str, node: &str, ready: Option<bool>) -> Arc<EndpointSlice> {
+        Arc::new(EndpointSlice {
+            address_type: "IPv4".into(),
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(format!("{service}-{node}")),
+                labels: Some(BTreeMap::from([(
+                    SERVICE_NAME_LABEL.to_owned(),
+                    service.to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            endpoints: vec![KubeEndpoint {
+                addresses: vec!["10.0.0.1".into()],
+                node_name: Some(node.into()),
+                conditions: Some(EndpointConditions {
+                    ready,
+                    ..EndpointConditions::default()
+                }),
+                ..KubeEndpoint::default()
+            }],
+            ports: None,
+        })
+    }
+
+    #[test]
+    fn services_carry_addresses_policy_sharing_key_and_their_slices_endpoints() {
+        let services = services(
+            &[
+                service("web", &["198.51.100.1"], Some("Local")),
+                service("pending", &[], None),
+            ],
+            &[
+                slice("web", "node-a", Some(false)),
+                slice("web", "node-b", None),
+                slice("other", "node-c", Some(true)),
+            ],
+            &filter(),
+        );
+        assert_eq!(services.len(), 1, "a Service without address is skipped");
+        let web = &services[0];
+        assert_eq!(
+            web.ips,
+            vec!["198.51.100.1".parse::<std::net::IpAddr>().expect("ip")]
+        );
+        assert_eq!(web.traffic_policy, TrafficPolicy::Local);
+        assert_eq!(web.sharing_key.as_deref(), Some("k"));
+        let nodes: Vec<_> = web
+            .endpoints
+            .iter()
+            .map(|e| (e.node.as_deref(), e.ready))
+            .collect();
+        assert_eq!(nodes, vec![(Some("node-a"), false), (Some("node-b"), true)]);
+    }
+
+    #[test]
+    fn services_of_another_class_are_skipped() {
+        let mut other = (*service("web", &["198.51.100.1"], None)).clone();
+        if let Some(spec) = other.spec.as_mut() {
+            spec.load_balancer_class = Some("example.com/other".into());
+        }
+        assert!(services(&[Arc::new(other)], &[], &filter()).is_empty());
+    }
+
+    #[test]
+    fn node_reads_network_unavailable_and_reported_interfaces() {
+        let kube_node = KubeNode {
+            metadata: ObjectMeta {
+                name: Some("node-a".into()),
+                ..ObjectMeta::default()
+            },
+            status: Some(NodeStatus {
+                conditions: Some(vec![NodeCondition {
+                    type_: "NetworkUnavailable".into(),
+                    status: "True".into(),
+                    ..NodeCondition::default()
+                }]),
+                ..NodeStatus::default()
+            }),
+            ..KubeNode::default()
+        };
+        let unreported = node(&kube_node, None);
+        assert!(unreported.network_unavailable);
+        assert_eq!(unreported.interfaces, None);
+        let mut status = SpeakerStatus::new(
+            "node-a",
+            ferrolb_config::crd::SpeakerStatusSpec {
+                node_name: "node-a".into(),
+            },
+        );
+        status.status = Some(ferrolb_config::crd::SpeakerStatusStatus {
+            interfaces: vec![InterfaceStatus {
+                name: "eth0".into(),
+                up: true,
+                addresses: vec!["198.51.100.4/24".into(), "garbage".into()],
+            }],
+            ..Default::default()
+        });
+        let reported = node(&kube_node, Some(&status));
+        assert_eq!(
+            reported.interfaces,
+            Some(vec![Interface {
+                name: "eth0".into(),
+                up: true,
+                addresses: vec!["198.51.100.4/24".parse().expect("net")],
+            }])
+        );
+    }
+
+    #[test]
+    fn interfaces_survive_the_round_trip_through_status() {
+        let interfaces = vec![Interface {
+            name: "eth0".into(),
+            up: false,
+            addresses: vec![
+                "198.51.100.4/24".parse().expect("net"),
+                "2001:db8::4/64".parse().expect("net"),
+            ],
+        }];
+        assert_eq!(
+            interfaces_from_status(&interfaces_to_status(&interfaces)),
+            interfaces
+        );
+    }
+
+    #[test]
+    fn pool_made_invalid_keeps_its_last_valid_version() {
+        let mut last = LastValid::default();
+        let objects = |address: &str| Objects {
+            pools: vec![pool("p", address)],
+            l2_advertisements: vec![l2("all")],
+            ..Objects::default()
+        };
+        let first = last.build(objects("198.51.100.0/24"));
+        assert!(first.is_valid());
+        assert!(first.config.pools.contains_key("p"));
+        // Host bits set: invalid (SPEC §2); the last valid version stays in use.
+        let broken = last.build(objects("198.51.100.7/24"));
+        assert!(!broken.is_valid());
+        assert_eq!(
+            broken.kept,
+            vec![(ObjectKind::IPAddressPool, "p".to_owned())]
+        );
+        let kept = broken.config.pools.get("p").expect("kept");
+        assert!(kept.addresses.contains("198.51.100.1".parse().expect("ip")));
+        // Fixed: the new version is used and remembered.
+        let fixed = last.build(objects("203.0.113.0/24"));
+        assert!(fixed.kept.is_empty());
+        let used = fixed.config.pools.get("p").expect("pool");
+        assert!(used.addresses.contains("203.0.113.1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn invalid_object_never_valid_is_left_out_and_deleted_object_is_forgotten() {
+        let mut last = LastValid::default();
+        let broken = last.build(Objects {
+            pools: vec![pool("p", "198.51.100.7/24")],
+            ..Objects::default()
+        });
+        assert!(broken.kept.is_empty());
+        assert!(broken.config.pools.is_empty());
+        last.build(Objects {
+            pools: vec![pool("q", "198.51.100.0/24")],
+            ..Objects::default()
+        });
+        last.build(Objects::default());
+        let recreated_broken = last.build(Objects {
+            pools: vec![pool("q", "198.51.100.7/24")],
+            ..Objects::default()
+        });
+        assert!(
+            recreated_broken.config.pools.is_empty(),
+            "a deleted pool's old version must not come back"
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! The speaker's writes to the API server: its `SpeakerStatus` and, for the Services it announces,
+//! the `ferrolb.io/L2Announced` condition and `Announcing` Events (what to write is decided by the
+//! pure [`super::status`]).
+//!
+//! Each writer is a task that follows a `watch` channel of the wanted state and writes only what
+//! differs from what it last wrote successfully; a failed write (API server down) is retried after
+//! [`RETRY`], so the announcements themselves never wait for the API. The `SpeakerStatus` is
+//! written at most once per [`STATUS_MIN_INTERVAL`]: during a failover storm every change in
+//! between is folded into the next write.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ferrolb_config::crd::{SpeakerStatus, SpeakerStatusStatus};
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::FIELD_MANAGER;
+use super::status::{
+    Announced, L2_ANNOUNCED, REASON_ANNOUNCING, REASON_CONFLICT, ServiceUpdate, service_updates,
+};
+use crate::desired::ServiceRef;
+
+/// Least time between two `SpeakerStatus` writes.
+pub const STATUS_MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Wait before retrying a failed write.
+pub const RETRY: Duration = Duration::from_secs(1);
+/// How often the conditions are compared with the Services even without a change here, so one
+/// overwritten by another node's speaker (they share a field manager) is restored.
+pub const CONDITION_RESYNC: Duration = Duration::from_secs(5);
+
+/// Keeps `SpeakerStatus/<node>` equal to the latest `wanted`, rate-limited.
+pub async fn speaker_status(
+    client: Client,
+    node: String,
+    mut wanted: watch::Receiver<SpeakerStatusStatus>,
+    shutdown: CancellationToken,
+) {
+    let api: Api<SpeakerStatus> = Api::all(client);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut object_written = false;
+    let mut written: Option<SpeakerStatusStatus> = None;
+    loop {
+        let status = wanted.borrow_and_update().clone();
+        if written.as_ref() != Some(&status) {
+            match write_status(&api, &params, &node, &status, &mut object_written).await {
+                Ok(()) => written = Some(status),
+                Err(error) => {
+                    tracing::warn!(%error, node, "writing SpeakerStatus; retrying");
+                    // The object may have been deleted: apply it again with the next try.
+                    object_written = false;
+                    if pause(RETRY, &shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            if pause(STATUS_MIN_INTERVAL, &shutdown).await {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = wanted.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Sleeps for `duration`; `true` when shutdown came first.
+async fn pause(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => false,
+        () = shutdown.cancelled() => true,
+    }
+}
+
+async fn write_status(
+    api: &Api<SpeakerStatus>,
+    params: &PatchParams,
+    node: &str,
+    status: &SpeakerStatusStatus,
+    object_written: &mut bool,
+) -> Result<(), kube::Error> {
+    if !*object_written {
+        let object = json!({
+            "apiVersion": "ferrolb.io/v1beta1",
+            "kind": "SpeakerStatus",
+            "metadata": {"name": node},
+            "spec": {"nodeName": node},
+        });
+        api.patch(node, params, &Patch::Apply(&object)).await?;
+        *object_written = true;
+    }
+    let patch = json!({
+        "apiVersion": "ferrolb.io/v1beta1",
+        "kind": "SpeakerStatus",
+        "metadata": {"name": node},
+        "status": status,
+    });
+    api.patch_status(node, params, &Patch::Apply(&patch))
+        .await
+        .map(drop)
+}
+
+/// Keeps the `ferrolb.io/L2Announced` condition on the Services this node announces, and emits an
+/// `Announcing` Event when it takes one over.
+pub async fn service_conditions(
+    client: Client,
+    node: String,
+    services: Store<Service>,
+    mut wanted: watch::Receiver<BTreeMap<ServiceRef, Announced>>,
+    shutdown: CancellationToken,
+) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: Some(node.clone()),
+        },
+    );
+    let mut written: BTreeMap<ServiceRef, Announced> = BTreeMap::new();
+    loop {
+        let target = wanted.borrow_and_update().clone();
+        let shown = shown_conditions(&services, written.keys().chain(target.keys()));
+        let mut failed = false;
+        for update in service_updates(&node, &written, &target, &shown) {
+            let result = apply(&client, &recorder, &services, &node, &update).await;
+            match (result, update) {
+                (
+                    Ok(()),
+                    ServiceUpdate::Announce {
+                        service, announced, ..
+                    },
+                ) => {
+                    written.insert(service, announced);
+                }
+                (Ok(()), ServiceUpdate::Withdraw { service }) => {
+                    written.remove(&service);
+                }
+                (Err(error), update) => {
+                    tracing::warn!(%error, ?update, "writing Service condition; retrying");
+                    failed = true;
+                }
+            }
+        }
+        // A condition that names another node now is that node's to remove.
+        written.retain(|service, _| target.contains_key(service) || failed);
+        if failed {
+            if pause(RETRY, &shutdown).await {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = wanted.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(CONDITION_RESYNC) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// The message of the `ferrolb.io/L2Announced` condition of each of `services` that has one.
+fn shown_conditions<'a>(
+    store: &Store<Service>,
+    services: impl Iterator<Item = &'a ServiceRef>,
+) -> BTreeMap<ServiceRef, String> {
+    services
+        .filter_map(|service| {
+            let object = store.get(&ObjectRef::new(&service.name).within(&service.namespace))?;
+            let message = object
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == L2_ANNOUNCED)?
+                .message
+                .clone();
+            Some((service.clone(), message))
+        })
+        .collect()
+}
+
+async fn apply(
+    client: &Client,
+    recorder: &Recorder,
+    services: &Store<Service>,
+    node: &str,
+    update: &ServiceUpdate,
+) -> Result<(), kube::Error> {
+    let (service, status) = match update {
+        ServiceUpdate::Announce {
+            service, announced, ..
+        } => {
+            let condition = json!({
+                "type": L2_ANNOUNCED,
+                "status": "True",
+                "reason": REASON_ANNOUNCING,
+                "message": announced.message(node),
+                "lastTransitionTime": Time(k8s_openapi::jiff::Timestamp::now()),
+            });
+            (service, json!({ "conditions": [condition] }))
+        }
+        // Owning no condition any more removes ours unless another node's speaker took it over.
+        ServiceUpdate::Withdraw { service } => (service, json!({})),
+    };
+    let api: Api<Service> = Api::namespaced(client.clone(), &service.namespace);
+    let patch = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": service.name, "namespace": service.namespace},
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match api
+        .patch_status(&service.name, &params, &Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => {}
+        // Deleted meanwhile: nothing left to write on.
+        Err(kube::Error::Api(response)) if response.code == 404 => return Ok(()),
+        Err(error) => return Err(error),
+    }
+    if let ServiceUpdate::Announce {
+        announced,
+        event,
+        conflict_event,
+        ..
+    } = update
+        && (*event || *conflict_event)
+    {
+        let reference = services
+            .get(&ObjectRef::new(&service.name).within(&service.namespace))
+            .map_or_else(
+                || ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Service".into()),
+                    name: Some(service.name.clone()),
+                    namespace: Some(service.namespace.clone()),
+                    ..ObjectReference::default()
+                },
+                |svc| svc.object_ref(&()),
+            );
+        let mut events = Vec::new();
+        if *event {
+            events.push(Event {
+                type_: EventType::Normal,
+                reason: REASON_ANNOUNCING.to_owned(),
+                note: Some(announced.message(node)),
+                action: "Announce".to_owned(),
+                secondary: None,
+            });
+        }
+        if *conflict_event && let Some(note) = announced.conflict_note() {
+            events.push(Event {
+                type_: EventType::Warning,
+                reason: REASON_CONFLICT.to_owned(),
+                note: Some(format!("node {node}: {note}")),
+                action: "Announce".to_owned(),
+                secondary: None,
+            });
+        }
+        for event in events {
+            // An Event lost is not worth a retry of the condition.
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                tracing::warn!(%error, service = %service, "publishing Event");
+            }
+        }
+    }
+    Ok(())
+}
