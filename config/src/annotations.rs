@@ -118,6 +118,14 @@ pub fn parse_annotations(
     })
 }
 
+/// Whether `key` is one of the annotations ferrolb reads on a Service: its own (`ferrolb.io/…`)
+/// or a MetalLB spelling of one. Components that cache Services keep only these.
+pub fn is_ferrolb_annotation(key: &str) -> bool {
+    std::iter::once(CANONICAL_PREFIX)
+        .chain(ALIAS_PREFIXES)
+        .any(|prefix| key.starts_with(prefix))
+}
+
 /// The value of annotation `canonical` under any spelling, with the spelling found; records alias
 /// uses and refuses spellings that disagree.
 fn lookup(

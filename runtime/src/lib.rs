@@ -1,6 +1,6 @@
 //! Process plumbing that both ferrolb binaries share, so it exists once: command-line flag groups
 //! with environment fallbacks, logging, the admin HTTP server (`/livez`, `/readyz`, `/metrics`),
-//! graceful shutdown on signals, and leader election on a `coordination.k8s.io/v1` Lease.
+//! graceful shutdown on signals, Events, and leader election on a `coordination.k8s.io/v1` Lease.
 //!
 //! The pure crates (`config`, the protocol cores) never depend on this one; it is where the
 //! Kubernetes client and the process lifecycle live.
@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod args;
 pub mod class;
+pub mod events;
 pub mod leader;
 pub mod lease;
 pub mod logging;

@@ -1381,3 +1381,49 @@ async fn controller_killed_during_churn_restarts_without_moving_or_duplicating_a
     }
     lab.finish().await;
 }
+
+#[tokio::test]
+async fn address_written_by_another_implementation_is_kept_when_a_pool_allows_it() {
+    let mut lab = Harness::start("adopt").await;
+    lab.kill_leader().await;
+    lab.create_pool("adopt", &["203.0.113.184/29"], json!({}))
+        .await;
+    // As MetalLB leaves them: ingress written, none of ferrolb's markers.
+    for (name, ip) in [("adopt-in", "203.0.113.187"), ("adopt-out", "192.0.2.250")] {
+        lab.create_service(name, no_annotations(), no_spec()).await;
+        lab.services()
+            .patch_status(
+                name,
+                &PatchParams::apply("metallb-controller"),
+                &Patch::Apply(json!({
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
+                })),
+            )
+            .await
+            .expect("write foreign status");
+    }
+    lab.start_controller();
+    let adopted = lab
+        .wait_service("adopt-in", |s| {
+            annotation(s, "ferrolb.io/allocated-from-pool").map(|_| ips(s))
+        })
+        .await;
+    assert_eq!(
+        adopted,
+        ["203.0.113.187"],
+        "an address the pool allows stays"
+    );
+    let replaced = lab
+        .wait_service("adopt-out", |s| {
+            annotation(s, "ferrolb.io/allocated-from-pool").map(|_| ips(s))
+        })
+        .await;
+    assert_eq!(
+        replaced,
+        ["203.0.113.184"],
+        "an address outside every pool is replaced"
+    );
+    lab.finish().await;
+}

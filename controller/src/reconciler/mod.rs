@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use ferrolb_config::crd::IPAddressPool;
 use ferrolb_config::model::{self, Config, Diagnostic, Objects};
+use ferrolb_runtime::events::{EventNote, EventPublisher, EventType};
 use ferrolb_runtime::leader::Leadership;
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -38,8 +39,7 @@ use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -57,6 +57,18 @@ pub const FIELD_MANAGER: &str = "ferrolb-controller";
 
 /// How often pool status is re-checked even without a change signal.
 const POOL_STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Reconciles running at once. Unbounded, a cold start with thousands of Services opened one
+/// API connection per Service in flight (HTTP/1.1, each with its own TLS state) and kept them
+/// pooled afterwards: about 70 KiB of resident memory per Service. A few dozen requests in
+/// flight already keep the API server busy; more only queue there.
+const RECONCILE_CONCURRENCY: u16 = 32;
+
+/// Drops what the controller never reads before an object enters a cache: `managedFields` are
+/// often larger than the rest of the object.
+fn slim<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
 
 /// Why a reconcile failed; retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +101,7 @@ struct Context {
     client: Client,
     filter: ClassFilter,
     leadership: Leadership,
-    recorder: Recorder,
+    events: EventPublisher,
     metrics: ControllerMetrics,
     services: Store<Service>,
     pools: Store<IPAddressPool>,
@@ -216,6 +228,11 @@ impl Context {
 
     /// Holds again every address our Services show, oldest Service first, so that of two
     /// Services showing one address without the right to share it the older keeps it.
+    ///
+    /// "Show" includes addresses another implementation wrote (say MetalLB, before ferrolb
+    /// replaced it): a Service of our class keeps an address it already has when a pool of ours
+    /// allows it, exactly as if we had assigned it. Moving every Service to a new IP during a
+    /// migration is what users fear most; an address no pool allows is replaced as usual.
     fn reclaim(&self, allocator: &mut Allocator) {
         let mut held: Vec<_> = self
             .services
@@ -225,7 +242,7 @@ impl Context {
             .filter_map(|s| {
                 let published = service::published(&s);
                 let key = service::key_of(&s)?;
-                (published.is_ours() && !published.ips.is_empty()).then(|| {
+                (!published.ips.is_empty()).then(|| {
                     let created = s.metadata.creation_timestamp.clone().map(|t| t.0);
                     (created, key, s, published.ips)
                 })
@@ -425,19 +442,18 @@ impl Context {
     async fn publish(&self, svc: &Service, events: Vec<service::ServiceEvent>) {
         let reference: ObjectReference = svc.object_ref(&());
         for event in events {
-            let event = Event {
+            let event = EventNote {
                 type_: if event.warning {
                     EventType::Warning
                 } else {
                     EventType::Normal
                 },
                 reason: event.reason.to_owned(),
-                note: Some(event.note),
+                note: event.note,
                 action: "Allocate".to_owned(),
-                secondary: None,
             };
             // An Event lost is not worth retrying the whole reconcile for.
-            if let Err(error) = self.recorder.publish(&event, &reference).await {
+            if let Err(error) = self.events.publish(&event, &reference).await {
                 tracing::warn!(%error, reason = %event.reason, "publishing Event");
             }
         }
@@ -595,7 +611,11 @@ where
     let store = reader.clone();
     let task = async move {
         let mut events = std::pin::pin!(
-            reflector(writer, watcher(api, watcher::Config::default())).default_backoff()
+            reflector(
+                writer,
+                watcher(api, watcher::Config::default()).modify(slim)
+            )
+            .default_backoff()
         );
         let mut last = None;
         let mut synced = false;
@@ -645,16 +665,13 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
         namespace_inputs,
     );
     let (service_reader, service_writer) = reflector::store();
-    let (applied_tx, applied_rx) = mpsc::unbounded::<Service>();
+    // Services to reconcile, from the watch and from the reconciler itself. References, not
+    // objects: while every reconcile slot is busy (a cold start) this queue backs up, and
+    // full Service copies in it cost megabytes for nothing — the store has the object.
     let (requeue_tx, requeue_rx) = mpsc::unbounded::<ObjectRef<Service>>();
+    let applied_tx = requeue_tx.clone();
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.to_owned(),
-                instance: Some(config.identity),
-            },
-        ),
+        events: EventPublisher::new(client.clone(), FIELD_MANAGER, config.identity),
         client: client.clone(),
         filter: config.filter,
         leadership: config.leadership.clone(),
@@ -671,13 +688,16 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
         let api = Api::<Service>::all(client.clone());
         async move {
             let mut events = std::pin::pin!(
-                reflector(service_writer, watcher(api, watcher::Config::default()))
-                    .default_backoff()
+                reflector(
+                    service_writer,
+                    watcher(api, watcher::Config::default()).modify(service::slim),
+                )
+                .default_backoff()
             );
             while let Some(event) = events.next().await {
                 match event {
                     Ok(watcher::Event::Apply(svc) | watcher::Event::InitApply(svc)) => {
-                        let _ = applied_tx.unbounded_send(svc);
+                        let _ = applied_tx.unbounded_send(ObjectRef::from(&svc));
                     }
                     Ok(watcher::Event::Delete(svc)) => {
                         if let Some(key) = service::key_of(&svc) {
@@ -712,17 +732,21 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
     tokio::spawn(leadership_task(ctx.clone(), config.leadership, trigger_all));
     tokio::spawn(pool_status_task(ctx.clone(), shutdown.clone()));
 
-    Controller::for_stream(applied_rx.map(Ok::<_, watcher::Error>), service_reader)
-        .reconcile_all_on(all_rx)
-        .reconcile_on(requeue_rx)
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile");
-            }
-        })
-        .await;
+    Controller::for_stream(
+        futures::stream::pending::<Result<Service, watcher::Error>>(),
+        service_reader,
+    )
+    .reconcile_all_on(all_rx)
+    .reconcile_on(requeue_rx)
+    .graceful_shutdown_on(shutdown.cancelled_owned())
+    .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "reconcile");
+        }
+    })
+    .await;
 }
 
 /// Drops the allocator when leadership is lost; on gaining it reconciles every Service, the

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ferrolb_config::addresses::{Family, parse_ip};
+use ferrolb_config::annotations::is_ferrolb_annotation;
 use k8s_openapi::api::core::v1::Service;
 
 use crate::allocator::{
@@ -88,10 +89,62 @@ pub fn request_of(
         family_policy,
         ip_families,
         traffic_policy,
-        pod_selector: spec.selector.unwrap_or_default(),
+        // Only `Local` Services compare selectors (SPEC §4); the allocator keeps every held
+        // request, so an unused copy would cost memory per Service for nothing.
+        pod_selector: if traffic_policy == TrafficPolicy::Local {
+            spec.selector.unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        },
         ports,
     };
     Ok((request, requests.aliases))
+}
+
+/// Reduces a Service to what `ClassFilter::serves`, [`request_of`], [`published`] and the
+/// reconciler read,
+/// before it enters the cache. The cache holds every Service of the cluster (ClusterIP ones
+/// too, so a type change is seen); at 10,000 Services the full objects were most of the
+/// controller's memory (SPEC §9: 64 MiB). Writes are server-side applies of our own fields,
+/// never built from the cached object, so nothing dropped here can be written back.
+pub fn slim(service: &mut Service) {
+    let meta = &mut service.metadata;
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| is_ferrolb_annotation(key));
+    }
+    let Some(spec) = service.spec.as_mut() else {
+        return;
+    };
+    spec.cluster_ip = None;
+    spec.cluster_ips = None;
+    spec.external_ips = None;
+    spec.external_name = None;
+    spec.health_check_node_port = None;
+    spec.internal_traffic_policy = None;
+    spec.load_balancer_source_ranges = None;
+    spec.publish_not_ready_addresses = None;
+    spec.session_affinity = None;
+    spec.session_affinity_config = None;
+    spec.traffic_distribution = None;
+    if spec.external_traffic_policy.as_deref() != Some("Local") {
+        spec.selector = None;
+    }
+    for port in spec.ports.iter_mut().flatten() {
+        port.name = None;
+        port.app_protocol = None;
+        port.node_port = None;
+        port.target_port = None;
+    }
+    if let Some(conditions) = service
+        .status
+        .as_mut()
+        .and_then(|status| status.conditions.as_mut())
+    {
+        conditions.retain(|condition| condition.type_ == IP_ALLOCATED);
+    }
 }
 
 /// The `IPAllocated` condition without its transition time, which is kept, not compared.
@@ -299,6 +352,7 @@ fn list(ips: &[IpAddr]) -> String {
 mod tests {
     use super::*;
     use crate::allocator::AllocError;
+    use ferrolb_runtime::class::ClassArgs;
     use k8s_openapi::api::core::v1::{
         LoadBalancerIngress, LoadBalancerStatus, ServicePort as K8sPort, ServiceSpec, ServiceStatus,
     };
@@ -487,5 +541,98 @@ mod tests {
         );
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].note, "released 192.0.2.1");
+    }
+
+    /// A Service as a cluster holds it: every field the controller reads, and many it does not.
+    fn everything(traffic_policy: &str) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web", "namespace": "shop", "uid": "u-1", "resourceVersion": "7",
+                "generation": 3, "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"app": "web"},
+                "annotations": {
+                    "ferrolb.io/allocated-from-pool": "blue",
+                    "metallb.universe.tf/allow-shared-ip": "k",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+                "finalizers": ["service.kubernetes.io/load-balancer-cleanup"],
+            },
+            "spec": {
+                "type": "LoadBalancer", "loadBalancerClass": "ferrolb.io/lb",
+                "loadBalancerIP": "192.0.2.7", "ipFamilyPolicy": "PreferDualStack",
+                "ipFamilies": ["IPv4", "IPv6"], "externalTrafficPolicy": traffic_policy,
+                "selector": {"app": "web"}, "clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7"],
+                "sessionAffinity": "None", "internalTrafficPolicy": "Cluster",
+                "healthCheckNodePort": 30100,
+                "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080,
+                           "nodePort": 30080, "appProtocol": "http"}],
+            },
+            "status": {
+                "loadBalancer": {"ingress": [{"ip": "192.0.2.7", "ipMode": "VIP"}]},
+                "conditions": [
+                    {"type": IP_ALLOCATED, "status": "True", "reason": "Allocated",
+                     "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z",
+                     "observedGeneration": 3},
+                    {"type": "ferrolb.io/L2Announced", "status": "True", "reason": "Announced",
+                     "message": "n", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                ],
+            },
+        }))
+        .expect("service")
+    }
+
+    #[test]
+    fn slimming_keeps_everything_the_controller_reads() {
+        for policy in ["Cluster", "Local"] {
+            let full = everything(policy);
+            let mut slimmed = full.clone();
+            slim(&mut slimmed);
+            let key = key_of(&full).expect("key");
+            assert_eq!(key_of(&slimmed), Some(key.clone()));
+            let filter = ClassArgs {
+                lb_class: "ferrolb.io/lb".into(),
+                handle_classless: true,
+            }
+            .filter();
+            assert_eq!(filter.serves(&slimmed), filter.serves(&full));
+            assert!(filter.serves(&slimmed));
+            assert_eq!(
+                request_of(&key, &slimmed).expect("slimmed request"),
+                request_of(&key, &full).expect("full request")
+            );
+            assert_eq!(published(&slimmed), published(&full));
+            assert_eq!(slimmed.metadata.generation, full.metadata.generation);
+            assert_eq!(
+                slimmed.metadata.creation_timestamp,
+                full.metadata.creation_timestamp
+            );
+            assert_eq!(
+                slimmed.metadata.resource_version,
+                full.metadata.resource_version
+            );
+        }
+    }
+
+    #[test]
+    fn slimming_drops_what_the_controller_never_reads() {
+        let mut service = everything("Cluster");
+        slim(&mut service);
+        assert!(service.metadata.managed_fields.is_none());
+        let annotations = service.metadata.annotations.clone().unwrap_or_default();
+        assert!(!annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+        let spec = service.spec.clone().unwrap_or_default();
+        assert!(spec.cluster_ip.is_none() && spec.selector.is_none());
+        let ports = spec.ports.unwrap_or_default();
+        assert!(
+            ports
+                .iter()
+                .all(|p| p.node_port.is_none() && p.name.is_none())
+        );
+        let conditions = service
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default();
+        assert_eq!(conditions.len(), 1);
     }
 }
