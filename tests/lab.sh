@@ -16,5 +16,5 @@ if [ "${1:-}" = up ]; then
   "$here/install-prerequisites.sh"
   "$here/build-control-plane.sh"
 fi
-cargo build --quiet --locked -p ferrolb-lab --bins
+cargo build --quiet --locked -p ferrolb-lab -p ferrolb-controller -p ferrolb-speaker --bins
 exec "${CARGO_TARGET_DIR:-target}/debug/lab" "$@"

@@ -1,5 +1,5 @@
-//! `ferrolb-speaker`: parses flags, starts the admin server and runs the agent until SIGTERM (see
-//! `ferrolb_speaker::agent` for what it does).
+//! `ferrolb-speaker`: parses flags, starts the admin server, the BGP side and the agent, and runs
+//! them until SIGTERM (see `ferrolb_speaker::agent` for what they do).
 
 use std::sync::Arc;
 
@@ -7,8 +7,10 @@ use anyhow::Context as _;
 use ferrolb_runtime::admin::AdminServer;
 use ferrolb_runtime::{logging, shutdown};
 use ferrolb_speaker::agent::args::SpeakerArgs;
+use ferrolb_speaker::agent::bgp::{self, BgpStatus};
 use ferrolb_speaker::agent::metrics::SpeakerMetrics;
 use ferrolb_speaker::agent::{self, AgentConfig};
+use ferrolb_speaker::bgp::peer_set::BgpMetrics;
 use prometheus_client::registry::Registry;
 
 #[tokio::main]
@@ -19,10 +21,20 @@ async fn main() -> anyhow::Result<()> {
     let client = args.kube.client().await.context("Kubernetes client")?;
     let mut registry = Registry::with_prefix("ferrolb");
     let metrics = SpeakerMetrics::register(&mut registry);
+    let bgp_metrics = BgpMetrics::register(&mut registry);
     let (ready, ready_rx) = tokio::sync::watch::channel(false);
     let admin = AdminServer::bind(args.admin.admin_addr).await?;
     let admin = tokio::spawn(admin.serve(ready_rx, Arc::new(registry), shutdown.clone()));
-    let (desired, _) = tokio::sync::watch::channel(Arc::default());
+    let (bgp_view, bgp_view_rx) = tokio::sync::watch::channel(Arc::default());
+    let (bgp_status_tx, bgp_status) = tokio::sync::watch::channel(BgpStatus::default());
+    let bgp = tokio::spawn(bgp::run(
+        client.clone(),
+        args.bgp_listen,
+        bgp_view_rx,
+        bgp_status_tx,
+        bgp_metrics,
+        shutdown.clone(),
+    ));
     let config = AgentConfig {
         node: args.node_name.clone(),
         namespace: args.namespace.clone(),
@@ -33,10 +45,12 @@ async fn main() -> anyhow::Result<()> {
         filter: args.class.filter(),
         metrics,
         ready,
-        desired,
+        bgp_view,
+        bgp_status,
     };
     let result = agent::run(client, config, shutdown.clone()).await;
     shutdown.cancel();
+    bgp.await?.context("BGP")?;
     admin.await?.context("admin server")?;
     result
 }

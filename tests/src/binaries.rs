@@ -47,12 +47,19 @@ pub enum BinaryError {
     Secret { name: String, source: kube::Error },
 }
 
-/// `target/<profile>/<binary>`, next to the running test executable's `deps/`.
+/// `target/<profile>/<binary>`: next to the running executable (the `lab` binary), or next to
+/// its `deps/` directory (a test executable).
 pub fn binary(binary: &'static str, package: &'static str) -> Result<PathBuf, BinaryError> {
     let exe = std::env::current_exe().map_err(BinaryError::TargetDir)?;
     let dir = exe
         .parent()
-        .and_then(|deps| deps.parent())
+        .and_then(|dir| {
+            if dir.file_name().is_some_and(|name| name == "deps") {
+                dir.parent()
+            } else {
+                Some(dir)
+            }
+        })
         .ok_or_else(|| BinaryError::TargetDir(std::io::Error::other("no target directory")))?;
     let path = dir.join(binary);
     if !path.exists() {

@@ -8,9 +8,9 @@
 //!                                    debounce (DEBOUNCE) ◀────────────────────────────────────────┘
 //!                                    objects → desired::Inputs → compute → changes
 //!       ┌─────────────────┬──────────────────────┼──────────────────────┬───────────────────┐
-//!  L2 Command (Lost,   membership SetPeers   watch<Desired>          watch<SpeakerStatus> watch<announced
-//!  then Gained)                              (BGP consumers)         → publish (rate-     Services> →
-//!                                                                      limited SSA)         conditions/Events
+//!  L2 Command (Lost,   membership SetPeers   watch<BgpView>          watch<SpeakerStatus> watch<announced
+//!  then Gained)                              → bgp::run (peer set;   → publish (rate-     Services> →
+//!                                            sessions → status)        limited SSA)         conditions/Events
 //! ```
 //!
 //! Contract:
@@ -32,13 +32,15 @@
 //!   commands need no API call once running: with the API server down the cached objects stay and
 //!   a dead owner's IPs still move. Writes (status, conditions, Events, key refresh) run in their
 //!   own tasks and retry.
-//! - **One more consumer.** Each new [`Desired`] is published on the `watch` channel
-//!   [`AgentConfig::desired`]; the BGP peer set subscribes to it and follows `desired.bgp`, so BGP
-//!   sessions are not this loop's business.
+//! - **BGP beside, not inside.** Each computation publishes a [`bgp::BgpView`] (snapshot,
+//!   `desired.bgp`, this node's addresses) on [`AgentConfig::bgp_view`]; [`bgp::run`] follows it
+//!   in its own task, so a slow session or Secret read never delays layer 2. Session states come
+//!   back on [`AgentConfig::bgp_status`] and join this node's `SpeakerStatus`.
 //! - **Clean stop.** On shutdown the membership driver sends its leaving heartbeat before the
 //!   process exits, so the other speakers take over at once instead of after the detection time.
 
 pub mod args;
+pub mod bgp;
 pub mod metrics;
 pub mod objects;
 pub mod peers;
@@ -110,8 +112,10 @@ pub struct AgentConfig {
     pub metrics: SpeakerMetrics,
     /// Set to `true` once the caches are synced and the first state is applied.
     pub ready: watch::Sender<bool>,
-    /// Every new desired state; subscribe for `desired.bgp`.
-    pub desired: watch::Sender<Arc<Desired>>,
+    /// What BGP must announce, after every computation (see [`bgp::run`]).
+    pub bgp_view: watch::Sender<Arc<bgp::BgpView>>,
+    /// The BGP and BFD sessions, from [`bgp::run`].
+    pub bgp_status: watch::Receiver<bgp::BgpStatus>,
 }
 
 /// The membership Secret is missing or unusable.
@@ -425,9 +429,16 @@ impl Loop {
                 .filter(|d| !d.interfaces.is_empty())
                 .count(),
         );
-        let next = Arc::new(next);
-        self.desired = next.clone();
-        self.config.desired.send_replace(next);
+        self.config.bgp_view.send_replace(Arc::new(bgp::BgpView {
+            config: Arc::new(built.config.clone()),
+            routes: next.bgp.clone(),
+            node_addresses: kube_nodes
+                .iter()
+                .find(|node| node.name_any() == self.config.node)
+                .map(|node| peers::internal_ips(node).collect())
+                .unwrap_or_default(),
+        }));
+        self.desired = Arc::new(next);
         self.publish(&local);
         None
     }
@@ -449,7 +460,13 @@ impl Loop {
             .iter()
             .map(|peer| (peer.node.clone(), self.live.contains(&peer.node)))
             .collect();
-        let status = status::speaker_status(&self.desired, interfaces, &members, &self.conflicts);
+        let status = status::speaker_status(
+            &self.desired,
+            interfaces,
+            &members,
+            &self.conflicts,
+            &self.config.bgp_status.borrow(),
+        );
         self.status_tx.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;
@@ -603,6 +620,7 @@ pub async fn run(
     let mut due: Option<Instant> = state.recompute().await;
     let _ = state.config.ready.send(true);
 
+    let mut bgp_status = state.config.bgp_status.clone();
     let mut counted = Counters::default();
     let mut dropped_counted = DroppedCounts::new();
     loop {
@@ -635,6 +653,10 @@ pub async fn run(
                         tracing::warn!(%ip, %error, "cannot announce; retried on the next change");
                     }
                 }
+                false
+            }
+            Ok(()) = bgp_status.changed() => {
+                state.publish_status(&objects::local_interfaces(&state.interfaces.borrow()));
                 false
             }
             Ok(()) = l2_counters.changed() => {

@@ -18,7 +18,7 @@ use kube::ResourceExt;
 use crate::membership::driver::Peer;
 
 /// The `InternalIP`s of a Node, in the order the kubelet reported them.
-fn internal_ips(node: &Node) -> impl Iterator<Item = IpAddr> + '_ {
+pub fn internal_ips(node: &Node) -> impl Iterator<Item = IpAddr> + '_ {
     node.status
         .as_ref()
         .and_then(|status| status.addresses.as_ref())

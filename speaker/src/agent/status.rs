@@ -13,8 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ferrolb_config::crd::SpeakerStatusStatus;
-use ferrolb_config::crd::speaker_status::{L2AnnouncementStatus, MemberStatus, SpeakerSummary};
+use ferrolb_config::crd::speaker_status::{
+    BfdState, BgpState, L2AnnouncementStatus, MemberStatus, SpeakerSummary,
+};
 
+use super::bgp::BgpStatus;
 use super::objects::interfaces_to_status;
 use crate::desired::{Desired, Interface, ServiceRef};
 
@@ -26,12 +29,13 @@ pub const REASON_ANNOUNCING: &str = "Announcing";
 pub const REASON_CONFLICT: &str = "AddressConflict";
 
 /// The status of this node's `SpeakerStatus`. `members` maps every peer to whether it is alive;
-/// `conflicts` the latest foreign MAC seen per owned IP.
+/// `conflicts` the latest foreign MAC seen per owned IP; `bgp` the sessions of the peer set.
 pub fn speaker_status(
     desired: &Desired,
     interfaces: &[Interface],
     members: &BTreeMap<String, bool>,
     conflicts: &BTreeMap<IpAddr, String>,
+    bgp: &BgpStatus,
 ) -> SpeakerStatusStatus {
     let l2_announcements: Vec<L2AnnouncementStatus> = desired
         .l2
@@ -62,12 +66,20 @@ pub fn speaker_status(
             l2_announcements: count(l2_announcements.len()),
             members: count(members.len()),
             members_alive: count(members.iter().filter(|m| m.alive).count()),
-            ..SpeakerSummary::default()
+            bgp_sessions: count(bgp.sessions.len()),
+            bgp_sessions_up: count(
+                bgp.sessions
+                    .iter()
+                    .filter(|s| s.state == BgpState::Established)
+                    .count(),
+            ),
+            bfd_sessions_up: count(bgp.bfd.iter().filter(|s| s.state == BfdState::Up).count()),
         },
         l2_announcements,
         members,
         interfaces: interfaces_to_status(interfaces),
-        ..SpeakerStatusStatus::default()
+        bgp_sessions: bgp.sessions.clone(),
+        bfd_sessions: bgp.bfd.clone(),
     }
 }
 
@@ -261,7 +273,7 @@ mod tests {
         ]);
         let members = BTreeMap::from([("b".to_owned(), true), ("c".to_owned(), false)]);
         let conflicts = BTreeMap::from([(ip("198.51.100.1"), "02:00:00:00:00:09".to_owned())]);
-        let status = speaker_status(&state, &[], &members, &conflicts);
+        let status = speaker_status(&state, &[], &members, &conflicts, &BgpStatus::default());
         assert_eq!(
             status.l2_announcements,
             vec![L2AnnouncementStatus {

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ferrolb_lab::control_plane;
 use ferrolb_lab::lab::{self, Lab, LabOptions};
 use ferrolb_lab::netns::{self, RunPrefix};
 use ferrolb_lab::routers::RouterKind;
 use ferrolb_lab::topology::{Client, TopologyOptions};
+use ferrolb_lab::{control_plane, demo, workload};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -114,13 +114,21 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         reaper: Some(std::env::current_exe().context("locating the lab binary")?),
     };
     eprintln!("starting the lab ({nodes} nodes) …");
-    let lab = tokio::select! {
+    let mut lab = tokio::select! {
         lab = Lab::start(options) => lab.context("starting the lab")?,
         _ = tokio::signal::ctrl_c() => {
             // Exit at once, with the start-up steps frozen where they are: the kernel closes the
             // reaper's pipe only now, so the reaper removes the partial lab with nobody still
             // building it.
             eprintln!("interrupted: the partial lab is being removed by its reaper");
+            std::process::exit(130);
+        }
+    };
+    eprintln!("starting ferrolb (controller and speakers) and the demo Services …");
+    let reached = tokio::select! {
+        reached = demo::deploy(&mut lab) => reached.context("the demo Services")?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: the lab is being removed by its reaper");
             std::process::exit(130);
         }
     };
@@ -189,9 +197,23 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("  tests/lab.sh down");
     println!();
     println!(
-        "Not yet part of `lab up`: the demo address pool and LoadBalancer Service. They need ferrolb's \
-         controller and speaker, which do not exist yet."
+        "ferrolb runs: the controller in {} and a speaker in every node namespace (logs in {}).",
+        state.control_plane_namespace,
+        RunPrefix::parse(&state.prefix)?.run_dir().display()
     );
+    for service in &reached {
+        let url = workload::url(service.ip);
+        println!(
+            "Service {}/{} ({}) at {}: reached from {}, answered by {}",
+            demo::NAMESPACE,
+            service.service,
+            service.mode,
+            service.ip,
+            service.client,
+            service.answered_by
+        );
+        println!("  ip netns exec {} curl -s {url}", service.client);
+    }
     Ok(())
 }
 

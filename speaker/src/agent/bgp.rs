@@ -1,0 +1,244 @@
+//! The BGP side of the speaker (SPEC §6): follows the loop's [`BgpView`] and keeps the
+//! [`PeerSet`] in step with it, reads the peers' TCP-MD5 passwords, and reports session state to
+//! the status writer and the metrics.
+//!
+//! Contract:
+//! - **Follows, never blocks the loop.** The layer-2 loop publishes each new view on a `watch`
+//!   channel and moves on; a slow API call here (a password Secret) delays only BGP.
+//! - **Applies on change.** The peer set is applied when the view changes or a password changed;
+//!   applying is hitless (the peer set resets a session only for parameters fixed at OPEN).
+//! - **Passwords by `get`.** Each Secret a peer references is read by name (key `password`) when
+//!   the set of references changes and every [`PASSWORD_REFRESH`] for rotation; a Secret that
+//!   cannot be read leaves its peer down with an error naming the peer and the Secret.
+//! - **Status every [`STATUS_INTERVAL`].** Session states change without a view change (a
+//!   session comes up), so they are sampled on a timer; the writer downstream writes on change.
+//! - **Listening.** `--bgp-listen [::]:port` accepts both families: the driver's IPv6 listener
+//!   is IPv6-only, so an IPv4 listener on the same port is added. When the port is taken (another
+//!   BGP daemon on the host), the speaker still opens its own sessions and says so.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ferrolb_config::crd::speaker_status::{BfdSessionStatus, BgpSessionStatus};
+use ferrolb_config::model::{Config, SecretRef};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::Api;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::args::Listen;
+use crate::bgp::driver::{Routes, Speaker};
+use crate::bgp::peer_set::{BgpMetrics, PeerSet, PeerSetInputs};
+
+/// How often session state is copied to the status and the metrics.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often referenced password Secrets are read again.
+pub const PASSWORD_REFRESH: Duration = Duration::from_secs(60);
+/// Key of the password in a `passwordSecret` (SPEC §2).
+pub const PASSWORD_KEY: &str = "password";
+
+/// What the BGP side needs from one computation of the loop.
+#[derive(Debug, Clone, Default)]
+pub struct BgpView {
+    /// The validated snapshot the routes were computed from.
+    pub config: Arc<Config>,
+    /// `Desired::bgp`: per BGPPeer that selects this node, its routes.
+    pub routes: BTreeMap<String, Routes>,
+    /// This node's `InternalIP`s, in order (router id, source addresses, next hops).
+    pub node_addresses: Vec<IpAddr>,
+}
+
+/// The BGP and BFD sessions for `SpeakerStatus`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BgpStatus {
+    pub sessions: Vec<BgpSessionStatus>,
+    pub bfd: Vec<BfdSessionStatus>,
+}
+
+/// The listening addresses for `--bgp-listen`.
+fn listen_addresses(listen: Listen) -> Vec<SocketAddr> {
+    match listen.0 {
+        None => Vec::new(),
+        Some(address) if address.ip().is_unspecified() && address.is_ipv6() => vec![
+            address,
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address.port()),
+        ],
+        Some(address) => vec![address],
+    }
+}
+
+/// Runs until `shutdown`, then ends every session (see [`PeerSet::shutdown`]).
+pub async fn run(
+    client: Client,
+    listen: Listen,
+    mut view: watch::Receiver<Arc<BgpView>>,
+    status: watch::Sender<BgpStatus>,
+    metrics: BgpMetrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addresses = listen_addresses(listen);
+    let speaker = match Speaker::listen(&addresses) {
+        Ok(speaker) => speaker,
+        Err(error) => {
+            // Often another BGP daemon on the host holds the port. Sessions we open still work;
+            // only peers that connect to us (passive on our side) cannot reach us.
+            tracing::warn!(%error, "BGP: not accepting connections; outbound sessions only");
+            Speaker::listen(&[]).context("BGP speaker without listeners")?
+        }
+    };
+    let mut peers = PeerSet::new(speaker);
+    let mut passwords = Passwords::default();
+    let mut reported: Vec<String> = Vec::new();
+    let mut tick = tokio::time::interval(STATUS_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let view_changed = tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = view.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                true
+            }
+            _ = tick.tick() => false,
+        };
+        let current = view.borrow_and_update().clone();
+        let passwords_changed = passwords.refresh(&client, &current).await;
+        if view_changed || passwords_changed {
+            let errors = peers
+                .apply(&PeerSetInputs {
+                    config: &current.config,
+                    routes: &current.routes,
+                    passwords: &passwords.values,
+                    node_addresses: &current.node_addresses,
+                })
+                .await;
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            if errors != reported {
+                for error in &errors {
+                    tracing::warn!(%error, "BGP peer not running as configured");
+                }
+                reported = errors;
+            }
+        }
+        peers.record_metrics(&metrics);
+        let (sessions, bfd) = peers.status();
+        status.send_if_modified(|current| {
+            let next = BgpStatus { sessions, bfd };
+            let changed = *current != next;
+            *current = next;
+            changed
+        });
+    }
+    peers.shutdown().await;
+    Ok(())
+}
+
+/// The passwords read so far, and when.
+#[derive(Default)]
+struct Passwords {
+    values: BTreeMap<SecretRef, String>,
+    wanted: BTreeSet<SecretRef>,
+    read_at: Option<Instant>,
+}
+
+impl Passwords {
+    /// Reads the referenced Secrets when the references changed or the refresh is due; returns
+    /// whether any password changed.
+    async fn refresh(&mut self, client: &Client, view: &BgpView) -> bool {
+        let wanted = PeerSet::referenced_secrets(&view.config, &view.routes);
+        let due = self
+            .read_at
+            .is_none_or(|at| at.elapsed() >= PASSWORD_REFRESH);
+        if wanted == self.wanted && !due {
+            return false;
+        }
+        let mut values = BTreeMap::new();
+        for secret in &wanted {
+            match read_password(client, secret).await {
+                Ok(password) => {
+                    values.insert(secret.clone(), password);
+                }
+                Err(error) => tracing::warn!(
+                    secret = %format!("{}/{}", secret.namespace, secret.name),
+                    %error,
+                    "BGP password unavailable"
+                ),
+            }
+        }
+        self.wanted = wanted;
+        self.read_at = Some(Instant::now());
+        let changed = values != self.values;
+        self.values = values;
+        changed
+    }
+}
+
+/// A password Secret could not be used.
+#[derive(Debug, thiserror::Error)]
+enum PasswordError {
+    #[error("reading the Secret: {0}")]
+    Read(#[source] Box<kube::Error>),
+    #[error("the Secret has no key {PASSWORD_KEY:?}")]
+    Missing,
+    #[error("key {PASSWORD_KEY:?} is not UTF-8 text")]
+    NotText,
+}
+
+async fn read_password(client: &Client, secret: &SecretRef) -> Result<String, PasswordError> {
+    let object = Api::<Secret>::namespaced(client.clone(), &secret.namespace)
+        .get(&secret.name)
+        .await
+        .map_err(|error| PasswordError::Read(Box::new(error)))?;
+    let bytes = object
+        .data
+        .and_then(|mut data| data.remove(PASSWORD_KEY))
+        .ok_or(PasswordError::Missing)?;
+    String::from_utf8(bytes.0).map_err(|_| PasswordError::NotText)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listen(text: &str) -> Listen {
+        Listen(Some(text.parse().expect("address")))
+    }
+
+    #[test]
+    fn unspecified_ipv6_listen_adds_the_ipv4_wildcard() {
+        assert_eq!(
+            listen_addresses(listen("[::]:179")),
+            vec![
+                "[::]:179".parse().expect("v6"),
+                "0.0.0.0:179".parse().expect("v4")
+            ]
+        );
+    }
+
+    #[test]
+    fn specific_or_ipv4_listen_is_taken_as_written() {
+        assert_eq!(
+            listen_addresses(listen("192.0.2.4:1179")),
+            vec!["192.0.2.4:1179".parse().expect("v4")]
+        );
+        assert_eq!(
+            listen_addresses(listen("[2001:db8::4]:179")),
+            vec!["[2001:db8::4]:179".parse().expect("v6")]
+        );
+        assert_eq!(
+            listen_addresses(listen("0.0.0.0:179")),
+            vec!["0.0.0.0:179".parse().expect("v4")]
+        );
+    }
+
+    #[test]
+    fn no_listen_means_no_listener() {
+        assert!(listen_addresses(Listen(None)).is_empty());
+    }
+}
