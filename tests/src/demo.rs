@@ -139,7 +139,7 @@ fn objects(lab: &Lab) -> Result<Vec<Value>, DemoError> {
         json!({
             "apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
             "metadata": {"name": "demo-bgp"},
-            "spec": {"addresses": [BGP_POOL_V4], "autoAssign": false},
+            "spec": {"addresses": [BGP_POOL_V4], "autoAssign": false, "avoidBuggyIPs": true},
         }),
         json!({
             "apiVersion": "ferrolb.io/v1beta1", "kind": "BGPAdvertisement",

@@ -1,6 +1,7 @@
 //! The lab's lifecycle from the outside: a lab left up (as `lab up` leaves it) is reported by `lab
 //! status` and removed completely by `lab down` — no namespace, link, process or directory of the run
-//! remains; a reaper removes a run whose owner is gone. Also measures a warm-cache start.
+//! remains; a reaper removes a run whose owner is gone; `lab up` runs ferrolb and its demo Services.
+//! Also measures a warm-cache start.
 
 mod common;
 
@@ -81,6 +82,48 @@ async fn lab_left_up_is_reported_by_status_and_removed_completely_by_down() {
     );
     let left = leftovers(&state);
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The README's main job: `lab up` brings up the lab with ferrolb running and both demo Services
+/// reached by their clients (layer 2 and BGP), leaves it running, and `lab down` removes all of it.
+#[test]
+fn lab_up_serves_the_demo_services_and_down_removes_everything() {
+    let prefix = RunPrefix::random();
+    let started = std::time::Instant::now();
+    let up = lab_command(&["up", "--prefix", prefix.as_str()]);
+    println!(
+        "warm-cache `lab up` with ferrolb and the demo: {:.1} s (target ≤ 30 s)",
+        started.elapsed().as_secs_f64()
+    );
+    let state = LabState::read(&prefix).expect("state of the run left up");
+    let down = |state: &LabState| {
+        let out = lab_command(&["down", &state.prefix]);
+        assert!(leftovers(state).is_empty(), "left behind: {out}");
+    };
+    let checks = std::panic::catch_unwind(|| {
+        for (service, mode) in [("demo-l2", "layer 2"), ("demo-bgp", "BGP")] {
+            let line = up
+                .lines()
+                .find(|line| line.contains(&format!("demo/{service} ({mode})")))
+                .unwrap_or_else(|| panic!("no {service} line in:\n{up}"));
+            assert!(line.contains("reached from"), "{line}");
+        }
+        let roles: Vec<&str> = state.processes.iter().map(|p| p.role.as_str()).collect();
+        assert!(
+            roles.iter().any(|r| r.starts_with("controller")),
+            "{roles:?}"
+        );
+        assert_eq!(
+            roles.iter().filter(|r| r.starts_with("speaker")).count(),
+            state.nodes.len(),
+            "{roles:?}"
+        );
+        assert!(state.processes.iter().all(|p| p.is_alive()), "{roles:?}");
+    });
+    down(&state);
+    if let Err(panic) = checks {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 #[test]
