@@ -10,12 +10,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferrolb_config::crd::IPAddressPool;
+use ferrolb_lab::binaries;
 use ferrolb_lab::lab::Lab;
-use ferrolb_lab::netns::{NetNs, NsProcess, RunPrefix};
+use ferrolb_lab::netns::NsProcess;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::events::v1::Event;
@@ -27,22 +27,6 @@ use tokio::sync::MutexGuard;
 const TEST_LABEL: &str = "ferrolb.io/e2e";
 const NAMESPACE: &str = "default";
 const WAIT: Duration = Duration::from_secs(20);
-
-fn controller_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    // target/<profile>/deps/<test> -> target/<profile>/ferrolb-controller
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("ferrolb-controller"))
-        .expect("target directory");
-    assert!(
-        path.exists(),
-        "{} missing: build it with `cargo build -p ferrolb-controller`",
-        path.display()
-    );
-    path
-}
 
 /// One test's view of the lab: the client and its running controller.
 struct Harness {
@@ -114,40 +98,14 @@ impl Harness {
 
     fn start_controller(&mut self) {
         self.starts += 1;
-        let state = self.lab.state().clone();
-        let prefix = RunPrefix::parse(&state.prefix).expect("prefix");
-        let log = prefix
-            .run_dir()
-            .join(format!("controller-{}-{}.log", self.test, self.starts));
         let identity = format!("{}-{}", self.test, self.starts);
-        let lease = format!("ferrolb-{}", self.test);
-        let argv = vec![
-            controller_binary().display().to_string(),
-            "--kubeconfig".into(),
-            state.lab_kubeconfig.display().to_string(),
-            "--identity".into(),
-            identity.clone(),
-            "--lease-namespace".into(),
-            NAMESPACE.into(),
-            "--lease-name".into(),
-            lease,
-            "--lease-duration".into(),
-            "3s".into(),
-            "--renew-deadline".into(),
-            "2s".into(),
-            "--retry-period".into(),
-            "250ms".into(),
-            "--admin-addr".into(),
-            "127.0.0.1:0".into(),
-            "--log-level".into(),
-            "info,ferrolb_controller=debug".into(),
-        ];
-        let process = NetNs::adopt(&state.control_plane_namespace)
-            .spawn(&argv, &log)
-            .expect("controller starts");
-        self.lab
-            .record_process(&format!("controller {}", self.test), process.pid())
-            .expect("record process");
+        let process = binaries::start_controller(
+            &mut self.lab,
+            &identity,
+            NAMESPACE,
+            &format!("ferrolb-{}", self.test),
+        )
+        .expect("controller starts");
         self.controllers.push((identity, process));
     }
 
