@@ -41,6 +41,10 @@ const WAIT: Duration = Duration::from_secs(30);
 /// SPEC §9 target for the client-measured failover after an owner dies.
 const FAILOVER_BOUND: Duration = Duration::from_secs(1);
 const NODES: [usize; 3] = [1, 2, 3];
+/// Heartbeats every second, a peer down after three missed. For the tests not about failover
+/// timing: on a machine so loaded that a speaker goes 300 ms (the default detection) without
+/// running, the others would count it dead and the IP would move mid-test.
+const SLOW_HEARTBEATS: [&str; 4] = ["--heartbeat-interval", "1s", "--detect-multiplier", "3"];
 /// Lines of each process log a failed test prints.
 const LOG_TAIL: usize = 80;
 
@@ -124,8 +128,32 @@ impl Harness {
             harness.start_speaker(index, speaker_args);
         }
         harness.wait_speakers_ready().await;
+        // Until a speaker is heard and has published its interfaces the others elect without it,
+        // and an owner seen then moves once it is known: the tests start from a settled cluster.
+        harness.wait_members_alive().await;
+        harness.wait_interfaces_published().await;
         harness.create_pool_and_advertisement().await;
         harness
+    }
+
+    /// Waits until every running speaker's SpeakerStatus lists its interfaces.
+    async fn wait_interfaces_published(&self) {
+        let api: Api<SpeakerStatus> = Api::all(self.client.clone());
+        let deadline = Instant::now() + WAIT;
+        for index in self.speakers.keys() {
+            let node = self.node_name(*index);
+            while !api
+                .get(&node)
+                .await
+                .is_ok_and(|status| status.status.is_some_and(|s| !s.interfaces.is_empty()))
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the SpeakerStatus of {node} lists no interfaces within {WAIT:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 
     /// Waits until every speaker answers `/readyz` on its admin port; fails at once when one
@@ -535,11 +563,7 @@ async fn ipv6_client_reaches_owner_and_sigkill_moves_the_ip_within_a_second() {
 #[tokio::test]
 async fn clean_stop_hands_over_before_the_detection_time() {
     // Detection after 3 s: a takeover well within it can only come from the leaving heartbeat.
-    let mut harness = Harness::start(
-        "sigterm",
-        &["--heartbeat-interval", "1s", "--detect-multiplier", "3"],
-    )
-    .await;
+    let mut harness = Harness::start("sigterm", &SLOW_HEARTBEATS).await;
     let ip = harness.create_service("web-term", "IPv4", false).await;
     harness.set_endpoints("web-term", &NODES).await;
     let owner = harness.wait_owner(ip).await;
@@ -599,7 +623,7 @@ async fn owner_killed_while_the_api_server_is_down_still_moves_the_ip() {
 
 #[tokio::test]
 async fn forged_heartbeat_is_dropped_and_counted() {
-    let harness = Harness::start("forged", &[]).await;
+    let harness = Harness::start("forged", &SLOW_HEARTBEATS).await;
     harness.wait_members_alive().await;
     let target = 1;
     let before = harness.metric(
@@ -650,7 +674,9 @@ async fn forged_heartbeat_is_dropped_and_counted() {
 
 #[tokio::test]
 async fn foreign_claim_of_an_owned_ip_is_reported_as_a_conflict() {
-    let harness = Harness::start("conflict", &[]).await;
+    // A speaker wrongly counted dead would take the IP over for a moment, and the owner would then
+    // report that speaker's MAC as the latest claim instead of the client's.
+    let harness = Harness::start("conflict", &SLOW_HEARTBEATS).await;
     let ip = harness.create_service("web-conflict", "IPv4", false).await;
     harness.set_endpoints("web-conflict", &NODES).await;
     let owner = harness.wait_owner(ip).await;
