@@ -217,13 +217,25 @@ pub fn start_controller(
 
 /// The speaker's `/metrics` text, fetched inside node `index`'s namespace.
 pub fn speaker_metrics(lab: &Lab, index: usize) -> Result<String, BinaryError> {
+    speaker_admin_get(lab, index, "/metrics")
+}
+
+/// `Ok` once node `index`'s speaker answers `/readyz` with success (caches synced, first state
+/// applied); an error while it is not ready or not listening.
+pub fn speaker_ready(lab: &Lab, index: usize) -> Result<(), BinaryError> {
+    speaker_admin_get(lab, index, "/readyz").map(drop)
+}
+
+/// GET `path` from the speaker's admin server inside node `index`'s namespace; an HTTP error
+/// status is an error.
+fn speaker_admin_get(lab: &Lab, index: usize, path: &str) -> Result<String, BinaryError> {
     let node = lab.topology()?.node(index)?;
     Ok(node.ns.exec(&[
         "curl",
-        "-sS",
+        "-sSf",
         "--max-time",
         "5",
-        &format!("http://127.0.0.1:{SPEAKER_ADMIN_PORT}/metrics"),
+        &format!("http://127.0.0.1:{SPEAKER_ADMIN_PORT}{path}"),
     ])?)
 }
 

@@ -345,11 +345,16 @@ impl Harness {
     }
 }
 
-/// A failed test shows what the controller logged; the lab's run directory goes with the lab.
+/// A failed test stops its controllers while it still holds the lab's lock (`Drop::drop` runs
+/// before the guard in `lab` drops, which would let the next test start beside them), and shows
+/// what they logged; the lab's run directory goes with the lab.
 impl Drop for Harness {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             return;
+        }
+        for (_, process) in &mut self.controllers {
+            process.stop();
         }
         for (identity, process) in &self.controllers {
             let log = std::fs::read_to_string(process.log()).unwrap_or_default();

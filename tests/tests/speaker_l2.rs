@@ -3,20 +3,24 @@
 //! client reaches the Service through it (the lab backend answers with its node name).
 //!
 //! There is no kube-controller-manager in the lab, so the tests write the EndpointSlices
-//! themselves. Tests share one lab and hold its lock; each starts its own controller and speakers
-//! and stops them (dropping the processes), and clears what earlier tests left.
+//! themselves. Tests share one lab and hold its lock; each starts its own controller and speakers,
+//! waits until every speaker is ready, and stops them all before it gives the lock up (see
+//! [`Harness`]'s `Drop`), and clears what earlier tests left. A failed test prints its processes'
+//! logs, since the lab's run directory goes with the lab.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferrolb_config::crd::{IPAddressPool, L2Advertisement, SpeakerStatus};
 use ferrolb_lab::binaries::{self, SpeakerOptions};
 use ferrolb_lab::lab::Lab;
 use ferrolb_lab::netns::NsProcess;
-use ferrolb_lab::topology::{self, Client, plan};
+use ferrolb_lab::topology::{self, Client, Node, plan};
+use ferrolb_lab::workload;
 use ferrolb_speaker::membership::packet::{Heartbeat, HeartbeatKey};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -37,22 +41,61 @@ const WAIT: Duration = Duration::from_secs(30);
 /// SPEC §9 target for the client-measured failover after an owner dies.
 const FAILOVER_BOUND: Duration = Duration::from_secs(1);
 const NODES: [usize; 3] = [1, 2, 3];
+/// Heartbeats every second, a peer down after three missed. For the tests not about failover
+/// timing: on a machine so loaded that a speaker goes 300 ms (the default detection) without
+/// running, the others would count it dead and the IP would move mid-test.
+const SLOW_HEARTBEATS: [&str; 4] = ["--heartbeat-interval", "1s", "--detect-multiplier", "3"];
+/// Lines of each process log a failed test prints.
+const LOG_TAIL: usize = 80;
 
 /// One test's view of the lab: the client, the controller and the speakers by node index.
 struct Harness {
     lab: MutexGuard<'static, Lab>,
     client: kube::Client,
-    _controller: NsProcess,
+    controller: NsProcess,
     speakers: BTreeMap<usize, NsProcess>,
+    /// The log of every process this test started, killed ones included, for a failure.
+    logs: Vec<PathBuf>,
     test: &'static str,
     starts: u32,
 }
 
+/// Stops this test's speakers and controller while it still holds the lab's lock (`Drop::drop`
+/// runs before the fields drop). Left to the fields, the guard in `lab` would drop first: the next
+/// test would take the lock and start its own speakers while these still stop, and a new speaker
+/// finding its node's admin or membership port still taken exits at once. On a failure, prints the
+/// logs.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for process in self.speakers.values_mut() {
+            process.stop();
+        }
+        self.speakers.clear();
+        self.controller.stop();
+        if std::thread::panicking() {
+            for log in &self.logs {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("== {} (last lines)", log.display());
+                for line in &lines[lines.len().saturating_sub(LOG_TAIL)..] {
+                    eprintln!("  {line}");
+                }
+            }
+        }
+    }
+}
+
 impl Harness {
     /// Clears leftovers, writes the membership Secret and starts the controller and a speaker on
-    /// every node with `speaker_args`.
+    /// every node with `speaker_args`; returns once every speaker is ready.
     async fn start(test: &'static str, speaker_args: &[&str]) -> Harness {
         let mut lab = common::shared_lab().await;
+        // A test that failed while the API server was stopped left it so.
+        lab.control_plane_mut()
+            .expect("control plane")
+            .start_api_server()
+            .await
+            .expect("API server");
         let client = lab.client().expect("client");
         clear(&client).await;
         // Earlier tests used the same IPs: the client must resolve them afresh.
@@ -75,7 +118,8 @@ impl Harness {
         let mut harness = Harness {
             lab,
             client,
-            _controller: controller,
+            logs: vec![controller.log().to_owned()],
+            controller,
             speakers: BTreeMap::new(),
             test,
             starts: 0,
@@ -83,8 +127,59 @@ impl Harness {
         for index in NODES {
             harness.start_speaker(index, speaker_args);
         }
+        harness.wait_speakers_ready().await;
+        // Until a speaker is heard and has published its interfaces the others elect without it,
+        // and an owner seen then moves once it is known: the tests start from a settled cluster.
+        harness.wait_members_alive().await;
+        harness.wait_interfaces_published().await;
         harness.create_pool_and_advertisement().await;
         harness
+    }
+
+    /// Waits until every running speaker's SpeakerStatus lists its interfaces.
+    async fn wait_interfaces_published(&self) {
+        let api: Api<SpeakerStatus> = Api::all(self.client.clone());
+        let deadline = Instant::now() + WAIT;
+        for index in self.speakers.keys() {
+            let node = self.node_name(*index);
+            while !api
+                .get(&node)
+                .await
+                .is_ok_and(|status| status.status.is_some_and(|s| !s.interfaces.is_empty()))
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the SpeakerStatus of {node} lists no interfaces within {WAIT:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Waits until every speaker answers `/readyz` on its admin port; fails at once when one
+    /// exited (its log is printed).
+    async fn wait_speakers_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        for (index, process) in &mut self.speakers {
+            let node = self
+                .lab
+                .topology()
+                .expect("topology")
+                .node(*index)
+                .expect("node");
+            loop {
+                assert!(process.is_running(), "the speaker of {} exited", node.name);
+                if binaries::speaker_ready(&self.lab, *index).is_ok() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the speaker of {} not ready within {WAIT:?}",
+                    node.name
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 
     fn start_speaker(&mut self, index: usize, args: &[&str]) {
@@ -99,6 +194,7 @@ impl Harness {
         let label = format!("{}-{}", self.test, self.starts);
         let process = binaries::start_speaker(&mut self.lab, index, &label, &options)
             .expect("speaker starts");
+        self.logs.push(process.log().to_owned());
         self.speakers.insert(index, process);
     }
 
@@ -120,7 +216,7 @@ impl Harness {
     }
 
     async fn create_pool_and_advertisement(&self) {
-        let params = PatchParams::apply("ferrolb-e2e").force();
+        let params = apply_params();
         let pool = json!({
             "apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
             "metadata": {"name": POOL, "labels": {TEST_LABEL: "true"}},
@@ -143,74 +239,44 @@ impl Harness {
 
     /// Creates a LoadBalancer Service of one family and waits for its IP.
     async fn create_service(&self, name: &str, family: &str, local: bool) -> IpAddr {
-        let service = json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {TEST_LABEL: "true"}},
-            "spec": {
-                "type": "LoadBalancer",
+        let service = workload::load_balancer(
+            NAMESPACE,
+            name,
+            json!({TEST_LABEL: "true"}),
+            json!({
                 "ipFamilyPolicy": "SingleStack",
                 "ipFamilies": [family],
                 "externalTrafficPolicy": if local { "Local" } else { "Cluster" },
-                "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
-                "selector": {"app": name},
-            },
-        });
-        let api: Api<Service> = Api::namespaced(self.client.clone(), NAMESPACE);
-        api.patch(
-            name,
-            &PatchParams::apply("ferrolb-e2e").force(),
-            &Patch::Apply(&service),
-        )
-        .await
-        .expect("Service");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let ip = api
-                .get(name)
-                .await
-                .ok()
-                .and_then(|s| s.status?.load_balancer?.ingress?.first()?.ip.clone())
-                .and_then(|ip| ip.parse().ok());
-            if let Some(ip) = ip {
-                return ip;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} got no IP within {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            }),
+        );
+        Api::<Service>::namespaced(self.client.clone(), NAMESPACE)
+            .patch(name, &apply_params(), &Patch::Apply(&service))
+            .await
+            .expect("Service");
+        workload::wait_ingress_ip(&self.client, NAMESPACE, name, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{name} got no IP within {WAIT:?}"))
     }
 
     /// Writes the Service's one EndpointSlice: a ready endpoint on each node of `nodes`.
     async fn set_endpoints(&self, service: &str, nodes: &[usize]) {
         let topology = self.lab.topology().expect("topology");
-        let endpoints: Vec<Value> = nodes
+        let nodes: Vec<&Node> = nodes
             .iter()
-            .map(|index| {
-                let node = topology.node(*index).expect("node");
-                json!({
-                    "addresses": [node.v4.to_string()],
-                    "nodeName": node.name,
-                    "conditions": {"ready": true, "serving": true, "terminating": false},
-                })
-            })
+            .map(|index| topology.node(*index).expect("node"))
             .collect();
-        let slice = json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {
-                "name": format!("{service}-e2e"),
-                "namespace": NAMESPACE,
-                "labels": {TEST_LABEL: "true", "kubernetes.io/service-name": service},
-            },
-            "addressType": "IPv4",
-            "endpoints": endpoints,
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        });
+        let slice = workload::endpoint_slice(
+            NAMESPACE,
+            service,
+            "e2e",
+            "IPv4",
+            &nodes,
+            json!({TEST_LABEL: "true"}),
+        );
         Api::<EndpointSlice>::namespaced(self.client.clone(), NAMESPACE)
             .patch(
                 &format!("{service}-e2e"),
-                &PatchParams::apply("ferrolb-e2e").force(),
+                &apply_params(),
                 &Patch::Apply(&slice),
             )
             .await
@@ -221,11 +287,7 @@ impl Harness {
     fn answering_node(&self, ip: IpAddr, timeout: &str) -> Option<String> {
         let topology = self.lab.topology().expect("topology");
         let client = topology.client_ns(Client::L2).expect("client");
-        let url = match ip {
-            IpAddr::V4(v4) => format!("http://{v4}/"),
-            IpAddr::V6(v6) => format!("http://[{v6}]/"),
-        };
-        topology::curl_within(client, &url, timeout)
+        topology::curl_within(client, &workload::url(ip), timeout)
             .ok()
             .map(|body| body.trim().to_owned())
             .filter(|body| !body.is_empty())
@@ -258,8 +320,7 @@ impl Harness {
             }
             assert!(
                 Instant::now() < deadline,
-                "{answering} answers {ip}, but {claimed} announces it\n{}",
-                self.speaker_logs()
+                "{answering} answers {ip}, but {claimed} announces it"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -338,8 +399,7 @@ impl Harness {
             }
             assert!(
                 Instant::now() < deadline,
-                "L2Announced of {service} is {message:?}, not naming {node}\n{}",
-                self.speaker_logs()
+                "L2Announced of {service} is {message:?}, not naming {node}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -415,20 +475,6 @@ impl Harness {
         }
     }
 
-    /// The last lines of every speaker's log, for failure messages.
-    fn speaker_logs(&self) -> String {
-        self.speakers
-            .values()
-            .map(|process| {
-                let text = std::fs::read_to_string(process.log()).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-                format!("== {}\n{tail}", process.log().display())
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
     fn metric(&self, index: usize, series: &str) -> f64 {
         let text = binaries::speaker_metrics(&self.lab, index).expect("metrics");
         text.lines()
@@ -437,7 +483,14 @@ impl Harness {
     }
 }
 
-/// Removes what earlier tests left: Services, EndpointSlices, the pool and the advertisement.
+/// Server-side apply as the tests' own field manager.
+fn apply_params() -> PatchParams {
+    PatchParams::apply("ferrolb-e2e").force()
+}
+
+/// Removes what earlier tests left (no speaker runs now): Services, EndpointSlices, the pool, the
+/// advertisement, and the SpeakerStatuses, which a killed speaker leaves claiming its IPs until
+/// its node's next speaker publishes.
 async fn clear(client: &kube::Client) {
     let labelled = ListParams::default().labels(TEST_LABEL);
     let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
@@ -457,6 +510,9 @@ async fn clear(client: &kube::Client) {
         .await;
     let _ = Api::<IPAddressPool>::all(client.clone())
         .delete(POOL, &DeleteParams::default())
+        .await;
+    let _ = Api::<SpeakerStatus>::all(client.clone())
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await;
 }
 
@@ -507,11 +563,7 @@ async fn ipv6_client_reaches_owner_and_sigkill_moves_the_ip_within_a_second() {
 #[tokio::test]
 async fn clean_stop_hands_over_before_the_detection_time() {
     // Detection after 3 s: a takeover well within it can only come from the leaving heartbeat.
-    let mut harness = Harness::start(
-        "sigterm",
-        &["--heartbeat-interval", "1s", "--detect-multiplier", "3"],
-    )
-    .await;
+    let mut harness = Harness::start("sigterm", &SLOW_HEARTBEATS).await;
     let ip = harness.create_service("web-term", "IPv4", false).await;
     harness.set_endpoints("web-term", &NODES).await;
     let owner = harness.wait_owner(ip).await;
@@ -571,7 +623,7 @@ async fn owner_killed_while_the_api_server_is_down_still_moves_the_ip() {
 
 #[tokio::test]
 async fn forged_heartbeat_is_dropped_and_counted() {
-    let harness = Harness::start("forged", &[]).await;
+    let harness = Harness::start("forged", &SLOW_HEARTBEATS).await;
     harness.wait_members_alive().await;
     let target = 1;
     let before = harness.metric(
@@ -622,7 +674,9 @@ async fn forged_heartbeat_is_dropped_and_counted() {
 
 #[tokio::test]
 async fn foreign_claim_of_an_owned_ip_is_reported_as_a_conflict() {
-    let harness = Harness::start("conflict", &[]).await;
+    // A speaker wrongly counted dead would take the IP over for a moment, and the owner would then
+    // report that speaker's MAC as the latest claim instead of the client's.
+    let harness = Harness::start("conflict", &SLOW_HEARTBEATS).await;
     let ip = harness.create_service("web-conflict", "IPv4", false).await;
     harness.set_endpoints("web-conflict", &NODES).await;
     let owner = harness.wait_owner(ip).await;
