@@ -255,6 +255,16 @@ async fn service_routes_reach_the_routers_from_its_endpoint_nodes_without_sessio
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Owned by its Node, so the garbage collector removes it with the Node.
+    let object = statuses.get(&names[0]).await.expect("SpeakerStatus");
+    let owners = object.metadata.owner_references.unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.kind == "Node" && o.name == names[0]),
+        "{owners:?}"
+    );
+
     // Local policy: only the endpoint's node announces; the sessions are not reset.
     let established: Vec<u64> = NODES
         .iter()

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferrolb_config::crd::{SpeakerStatus, SpeakerStatusStatus};
-use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use ferrolb_runtime::events::{EventNote, EventPublisher, EventType};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use serde_json::json;
@@ -90,10 +90,22 @@ async fn write_status(
     object_written: &mut bool,
 ) -> Result<(), kube::Error> {
     if !*object_written {
+        // Owned by the Node, so the garbage collector removes it with the Node: a node that is
+        // gone must not keep claiming IPs in `kubectl get speakerstatus`.
+        let owner = Api::<Node>::all(api.clone().into_client())
+            .get(node)
+            .await?
+            .metadata
+            .uid
+            .map(|uid| json!([{"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}]));
+        let mut metadata = json!({"name": node});
+        if let Some(owner) = owner {
+            metadata["ownerReferences"] = owner;
+        }
         let object = json!({
             "apiVersion": "ferrolb.io/v1beta1",
             "kind": "SpeakerStatus",
-            "metadata": {"name": node},
+            "metadata": metadata,
             "spec": {"nodeName": node},
         });
         api.patch(node, params, &Patch::Apply(&object)).await?;
@@ -119,20 +131,14 @@ pub async fn service_conditions(
     mut wanted: watch::Receiver<BTreeMap<ServiceRef, Announced>>,
     shutdown: CancellationToken,
 ) {
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.to_owned(),
-            instance: Some(node.clone()),
-        },
-    );
+    let publisher = EventPublisher::new(client.clone(), FIELD_MANAGER, node.clone());
     let mut written: BTreeMap<ServiceRef, Announced> = BTreeMap::new();
     loop {
         let target = wanted.borrow_and_update().clone();
         let shown = shown_conditions(&services, written.keys().chain(target.keys()));
         let mut failed = false;
         for update in service_updates(&node, &written, &target, &shown) {
-            let result = apply(&client, &recorder, &services, &node, &update).await;
+            let result = apply(&client, &publisher, &services, &node, &update).await;
             match (result, update) {
                 (
                     Ok(()),
@@ -191,7 +197,7 @@ fn shown_conditions<'a>(
 
 async fn apply(
     client: &Client,
-    recorder: &Recorder,
+    publisher: &EventPublisher,
     services: &Store<Service>,
     node: &str,
     update: &ServiceUpdate,
@@ -251,26 +257,24 @@ async fn apply(
             );
         let mut events = Vec::new();
         if *event {
-            events.push(Event {
+            events.push(EventNote {
                 type_: EventType::Normal,
                 reason: REASON_ANNOUNCING.to_owned(),
-                note: Some(announced.message(node)),
+                note: announced.message(node),
                 action: "Announce".to_owned(),
-                secondary: None,
             });
         }
         if *conflict_event && let Some(note) = announced.conflict_note() {
-            events.push(Event {
+            events.push(EventNote {
                 type_: EventType::Warning,
                 reason: REASON_CONFLICT.to_owned(),
-                note: Some(format!("node {node}: {note}")),
+                note: format!("node {node}: {note}"),
                 action: "Announce".to_owned(),
-                secondary: None,
             });
         }
         for event in events {
             // An Event lost is not worth a retry of the condition.
-            if let Err(error) = recorder.publish(&event, &reference).await {
+            if let Err(error) = publisher.publish(&event, &reference).await {
                 tracing::warn!(%error, service = %service, "publishing Event");
             }
         }
