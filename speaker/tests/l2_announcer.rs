@@ -209,6 +209,51 @@ fn regaining_with_same_mac_does_not_reburst_but_new_mac_does() {
 }
 
 #[test]
+fn reannounce_bursts_again_for_an_owned_ip_and_ignores_others() {
+    let (mut announcer, t0) = owning_vip4();
+    for tick in [200, 500, 1000] {
+        announcer.handle(t0 + ms(tick), Input::Tick);
+    }
+    assert_eq!(announcer.next_wakeup(), None, "burst over");
+    let t1 = t0 + ms(5_000);
+    let out = announcer.handle(
+        t1,
+        Input::Reannounce {
+            ip: VIP4.into(),
+            interface: ETH0,
+        },
+    );
+    assert_eq!(
+        out,
+        vec![
+            send(ETH0, ArpFrame::gratuitous_request(OUR_MAC, VIP4).encode()),
+            send(ETH0, ArpFrame::gratuitous_reply(OUR_MAC, VIP4).encode()),
+        ]
+    );
+    assert_eq!(
+        announcer.next_wakeup(),
+        Some(t1 + ms(200)),
+        "a whole burst again"
+    );
+    let elsewhere = announcer.handle(
+        t1,
+        Input::Reannounce {
+            ip: VIP4.into(),
+            interface: ETH1,
+        },
+    );
+    assert!(elsewhere.is_empty(), "not owned on eth1");
+    let not_owned = announcer.handle(
+        t1,
+        Input::Reannounce {
+            ip: VIP6.into(),
+            interface: ETH0,
+        },
+    );
+    assert!(not_owned.is_empty());
+}
+
+#[test]
 fn arp_request_for_owned_ip_is_answered_from_interface_mac() {
     let (mut announcer, t0) = owning_vip4();
     let request = client_request(VIP4);

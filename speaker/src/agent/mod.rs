@@ -318,6 +318,11 @@ struct Loop {
     announced_tx: watch::Sender<BTreeMap<ServiceRef, Announced>>,
     /// `None` once settled; else (earliest, latest) time to start announcing.
     settling: Option<(Instant, Instant)>,
+    /// A member came (back) up since the last computation: announce what this node keeps again.
+    /// After a partition heals, clients may still hold the MAC of the node that took over on the
+    /// other side; that node stops answering, and without a fresh announcement from the owner the
+    /// clients would keep sending to it until their neighbour entries expire.
+    reannounce: bool,
 }
 
 impl Loop {
@@ -420,6 +425,22 @@ impl Loop {
                     interface: gained.interface,
                 })
                 .await;
+        }
+        if std::mem::take(&mut self.reannounce) {
+            for kept in self
+                .desired
+                .announced_here()
+                .intersection(&next.announced_here())
+            {
+                tracing::debug!(ip = %kept.ip, interface = %kept.interface, "a member is back: announcing again");
+                let _ = self
+                    .l2
+                    .send(L2Command::Reannounce {
+                        ip: kept.ip,
+                        interface: kept.interface.clone(),
+                    })
+                    .await;
+            }
         }
         let metrics = &self.config.metrics;
         metrics.failed_over(status::failovers(&self.desired, &next, &self.config.node));
@@ -611,6 +632,7 @@ pub async fn run(
         status_tx,
         announced_tx,
         settling: None,
+        reannounce: false,
     };
     let started = Instant::now();
     state.settling = Some((
@@ -632,6 +654,7 @@ pub async fn run(
                     MemberChange::Up { node } => {
                         tracing::info!(node, "member up");
                         state.live.insert(node);
+                        state.reannounce = true;
                     }
                     MemberChange::Down { node, reason } => {
                         tracing::info!(node, ?reason, "member down");

@@ -20,7 +20,9 @@
 //!   its sub-second target, and RFC 4861 §7.2.6 ("MAX_NEIGHBOR_ADVERTISEMENT", 3) is met for IPv6 by the
 //!   first three. After the burst an optional periodic refresh repeats the announcement
 //!   ([`AnnouncerConfig::refresh_every`], off by default, like MetalLB). A gain of an IP already
-//!   owned with the same MAC is a no-op, so a resync never re-bursts.
+//!   owned with the same MAC is a no-op, so a resync never re-bursts; [`Input::Reannounce`] is the
+//!   explicit way to burst again (the control plane asks for it when a member reappears after a
+//!   partition, since clients may have followed the other side's announcements meanwhile).
 //! - **Losing** an IP stops answering and announcing for it at once.
 //! - **Own frames** (Ethernet source or sender hardware address equal to the interface MAC) are
 //!   ignored: an AF_PACKET socket also sees what this node sends.
@@ -81,6 +83,8 @@ pub enum Input<'a> {
     },
     /// This node no longer owns `ip` on `interface`.
     Lost { ip: IpAddr, interface: &'a str },
+    /// Announce an owned `ip` on `interface` again, as on a gain; ignored when not owned.
+    Reannounce { ip: IpAddr, interface: &'a str },
     /// An ARP or ICMPv6 frame (Ethernet header included) arrived on `interface`.
     Frame { interface: &'a str, frame: &'a [u8] },
     /// Time passed; send what is due.
@@ -216,6 +220,7 @@ impl Announcer {
         match input {
             Input::Gained { ip, interface, mac } => self.gain(now, ip, interface, mac, &mut out),
             Input::Lost { ip, interface } => self.lose(ip, interface, &mut out),
+            Input::Reannounce { ip, interface } => self.reannounce(now, ip, interface, &mut out),
             Input::Frame { interface, frame } => self.receive(now, interface, frame, &mut out),
             Input::Tick => self.announce_due(now, &mut out),
         }
@@ -266,6 +271,15 @@ impl Announcer {
                 last_defence: None,
             },
         );
+        self.announce_due(now, out);
+    }
+
+    fn reannounce(&mut self, now: Instant, ip: IpAddr, interface: &str, out: &mut Vec<Output>) {
+        let Some(owned) = self.owned.get_mut(&(ip, interface.to_owned())) else {
+            return;
+        };
+        owned.gained_at = now;
+        owned.next_burst = 0;
         self.announce_due(now, out);
     }
 

@@ -61,6 +61,8 @@ pub enum Command {
     Gained { ip: IpAddr, interface: String },
     /// This node no longer owns `ip` on `interface`.
     Lost { ip: IpAddr, interface: String },
+    /// Announce an owned `ip` on `interface` again (see [`Input::Reannounce`]).
+    Reannounce { ip: IpAddr, interface: String },
 }
 
 /// What the driver reports back.
@@ -264,6 +266,16 @@ impl Driver {
                 self.announcer.handle(
                     Instant::now(),
                     Input::Lost {
+                        ip,
+                        interface: &interface,
+                    },
+                )
+            }
+            Command::Reannounce { ip, interface } => {
+                debug!(%ip, %interface, "announcing again");
+                self.announcer.handle(
+                    Instant::now(),
+                    Input::Reannounce {
                         ip,
                         interface: &interface,
                     },
