@@ -7,14 +7,14 @@
 //!    IPv4 LoadBalancer Service asking for one address of 203.0.113.64/26 (annotation
 //!    `ferrolb.io/loadBalancerIPs`, so the prefix is known before the create). The clock starts
 //!    just before the create request; two threads poll FRR (`show bgp ipv4 unicast P json`) and
-//!    BIRD (`show route P count`) for that exact prefix and record when the first path and when all
-//!    three nodes' paths (ECMP) are there. Every node announces (`Cluster` policy).
-//! 2. *Speaker memory with 10,000 prefixes to 3 peers*: the speakers are stopped, `--services`
-//!    single-stack IPv6 Services (and one EndpointSlice each) are created with 32 requests in flight
-//!    and assigned by the controller from 2001:db8:3::/112, then the speakers start again. Once
-//!    BIRD holds every prefix from node 1 and node 1's SpeakerStatus reports that many prefixes
-//!    sent to each of BIRD, FRR and GoBGP (IPv6 sessions), VmRSS and VmHWM of each speaker are read
-//!    from `/proc/<pid>/status`.
+//!    BIRD (`show route where net = P count`) for that exact prefix and record when the first path
+//!    and when all three nodes' paths (ECMP) are there. Every node announces (`Cluster` policy).
+//! 2. *Speaker memory with 10,000 prefixes to 3 peers*: the speakers and the controller are
+//!    stopped, `--services` single-stack IPv6 Services (and one EndpointSlice each) are created
+//!    with 32 requests in flight, a new controller assigns them from 2001:db8:3::/112, then the
+//!    speakers start again. Once BIRD holds every prefix from node 1 and node 1's SpeakerStatus
+//!    reports that many prefixes sent to each of BIRD, FRR and GoBGP (IPv6 sessions), VmRSS and
+//!    VmHWM of each speaker are read from `/proc/<pid>/status`.
 //! 3. *10,000 prefixes to BIRD after session up*: `birdc disable`/`enable` of BIRD's session with
 //!    node 1; the clock starts when `birdc show protocols` first reports it Established (polled
 //!    every few ms) and stops when `show route protocol node1_v6 count` reports every prefix.
@@ -243,7 +243,11 @@ fn paths(topology: &Topology, kind: RouterKind, prefix: &str) -> anyhow::Result<
             Ok(rib_wait::frr_prefix_paths(topology, prefix).len())
         }
         RouterKind::Bird => {
-            let out = rib_wait::birdc(topology, &["show", "route", prefix, "count"])?;
+            // A filter, not `show route PREFIX`: birdc fails on a network it does not hold.
+            let out = rib_wait::birdc(
+                topology,
+                &["show", "route", "where", "net", "=", prefix, "count"],
+            )?;
             rib_wait::bird_route_count(&out).map_err(anyhow::Error::msg)
         }
         other => bail!("no per-prefix reader for {other}"),
@@ -297,7 +301,7 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
     for object in objects(lab.topology()?)? {
         create(&client, &object).await?;
     }
-    let _controller = binaries::start_controller(lab, "bench", NAMESPACE, "ferrolb-bench")?;
+    let mut controller = binaries::start_controller(lab, "bench-1", NAMESPACE, "ferrolb-bench")?;
     let speaker_options = SpeakerOptions {
         namespace: NAMESPACE.into(),
         membership_secret: SECRET.into(),
@@ -347,6 +351,17 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
         bird.0.push(at_bird.0);
         bird.1.push(at_bird.1);
     }
+    // The pollers' resolution: how long one query of each router takes.
+    for kind in V4_ROUTERS {
+        let queried = Instant::now();
+        for _ in 0..10 {
+            paths(topology, kind, "203.0.113.65/32")?;
+        }
+        println!(
+            "one {kind} query takes {:.1?} (mean of 10)",
+            queried.elapsed() / 10
+        );
+    }
     measure::report("Service created -> first path at FRR", &frr.0);
     measure::report("Service created -> 3 nodes' paths at FRR", &frr.1);
     measure::report("Service created -> first path at BIRD", &bird.0);
@@ -356,6 +371,8 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
     for speaker in &mut speakers {
         speaker.stop();
     }
+    // The API server is the bottleneck of the creates: the controller's writes wait too.
+    controller.stop();
     let count = options.services;
     let created = Instant::now();
     futures::stream::iter(0..count)
@@ -376,6 +393,7 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
         "created {count} IPv6 Services and EndpointSlices in {:.1?}",
         created.elapsed()
     );
+    let _controller = binaries::start_controller(lab, "bench-2", NAMESPACE, "ferrolb-bench")?;
     let assigned = Instant::now();
     loop {
         let list = services.list(&ListParams::default().labels(LABEL)).await?;
@@ -403,7 +421,7 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     println!(
-        "controller assigned all {count} IPv6 Services {:.1?} after the last create",
+        "controller started -> all {count} IPv6 Services assigned: {:.1?}",
         assigned.elapsed()
     );
     let started = Instant::now();
