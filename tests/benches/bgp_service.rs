@@ -83,18 +83,12 @@ fn options() -> anyhow::Result<Options> {
         rounds: 10,
         speaker: measure::binary_next_to_bench("ferrolb-speaker")?,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut count = |what: &str| -> anyhow::Result<usize> {
-            Ok(args.next().with_context(|| format!("{what} N"))?.parse()?)
-        };
-        match arg.as_str() {
-            "--trials" => options.trials = count("--trials")?,
-            "--services" => options.services = count("--services")?,
-            "--rounds" => options.rounds = count("--rounds")?,
-            "--speaker" => options.speaker = args.next().context("--speaker PATH")?.into(),
-            // cargo bench passes --bench to harness=false targets.
-            "--bench" => {}
+    for (name, value) in measure::named_args()? {
+        match name.as_str() {
+            "--trials" => options.trials = value.parse()?,
+            "--services" => options.services = value.parse()?,
+            "--rounds" => options.rounds = value.parse()?,
+            "--speaker" => options.speaker = value.into(),
             other => bail!("unknown argument {other}"),
         }
     }

@@ -56,20 +56,12 @@ fn options() -> anyhow::Result<Options> {
         cold: 10_000,
         controller: measure::binary_next_to_bench("ferrolb-controller")?,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut count = |what: &str| -> anyhow::Result<usize> {
-            Ok(args.next().with_context(|| format!("{what} N"))?.parse()?)
-        };
-        match arg.as_str() {
-            "--existing" => options.existing = count("--existing")?,
-            "--trials" => options.trials = count("--trials")?,
-            "--cold" => options.cold = count("--cold")?,
-            "--controller" => {
-                options.controller = args.next().context("--controller PATH")?.into();
-            }
-            // cargo bench passes --bench to harness=false targets.
-            "--bench" => {}
+    for (name, value) in measure::named_args()? {
+        match name.as_str() {
+            "--existing" => options.existing = value.parse()?,
+            "--trials" => options.trials = value.parse()?,
+            "--cold" => options.cold = value.parse()?,
+            "--controller" => options.controller = value.into(),
             other => bail!("unknown argument {other}"),
         }
     }

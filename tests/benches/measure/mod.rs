@@ -34,6 +34,23 @@ pub fn binary_next_to_bench(binary: &str) -> anyhow::Result<PathBuf> {
         .context("target directory of the benchmark")
 }
 
+/// The benchmark's `--name value` arguments in order (cargo's own `--bench` left out).
+pub fn named_args() -> anyhow::Result<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(name) = args.next() {
+        // cargo bench passes --bench to harness=false targets.
+        if name == "--bench" {
+            continue;
+        }
+        let value = args
+            .next()
+            .with_context(|| format!("{name} needs a value"))?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
 /// (VmRSS, VmHWM) of process `pid` in KiB, from `/proc/<pid>/status`.
 pub fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
