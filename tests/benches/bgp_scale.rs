@@ -16,10 +16,14 @@
 //! Not part of `cargo test`: run as root with
 //! `cargo bench -p ferrolb-lab --profile dev --bench bgp_scale -- [--trials N] [--prefixes N]`.
 
+#[path = "measure/mod.rs"]
+mod measure;
 #[path = "../tests/node_runtime/mod.rs"]
 mod node_runtime;
 #[path = "../tests/peer_set_lab/mod.rs"]
 mod peer_set_lab;
+#[path = "../tests/rib_wait/mod.rs"]
+mod rib_wait;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -109,7 +113,7 @@ fn main() -> anyhow::Result<()> {
         node.apply(&cfg, &empty, &none);
         wait_bird_count(&topo, 0, Instant::now())?;
     }
-    report(
+    measure::report(
         &format!("{prefixes} prefixes to BIRD on a running session"),
         &samples,
     );
@@ -142,7 +146,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("trial {trial}: {prefixes} prefixes at BIRD {took:?} after Established");
         samples.push(took);
     }
-    report(
+    measure::report(
         &format!("{prefixes} prefixes to BIRD from session Established"),
         &samples,
     );
@@ -150,7 +154,7 @@ fn main() -> anyhow::Result<()> {
     wait_bird_count(&topo, 0, Instant::now())?;
 
     // 2. Memory with the prefixes sent to all three routers.
-    let before = memory()?;
+    let before = measure::memory(std::process::id())?;
     let to_all: BTreeMap<String, Routes> = ROUTERS
         .iter()
         .map(|&k| (peer(k), announced.clone()))
@@ -171,7 +175,7 @@ fn main() -> anyhow::Result<()> {
         )?;
     }
     // Measured before reading the other routers' RIBs: their parsed tables live in this process.
-    let after = memory()?;
+    let after = measure::memory(std::process::id())?;
     for kind in [RouterKind::Frr, RouterKind::Gobgp] {
         netns::wait_for(&format!("{prefixes} prefixes at {kind}"), GIVE_UP, || {
             let routes = topo.router(kind).ok()?.routes(RibFamily::Ipv6).ok()?;
@@ -182,7 +186,7 @@ fn main() -> anyhow::Result<()> {
             (ours >= prefixes).then_some(())
         })?;
     }
-    let after_reading = memory()?;
+    let after_reading = measure::memory(std::process::id())?;
     println!(
         "VmRSS after parsing FRR's and GoBGP's tables: {} KiB",
         after_reading.0
@@ -234,21 +238,11 @@ fn in_pool(prefix: IpNet) -> bool {
 
 /// Polls BIRD's count of routes from node 1 until it is `want`; the time since `start`.
 fn wait_bird_count(topo: &Topology, want: usize, start: Instant) -> anyhow::Result<Duration> {
-    let bird = topo.router(RouterKind::Bird)?;
-    let socket = bird.dir().join("bird.ctl").to_string_lossy().into_owned();
     let protocol = format!("node{NODE}_v6");
     loop {
         let polled = Instant::now();
-        let out = bird.namespace().exec(&[
-            "birdc", "-s", &socket, "show", "route", "protocol", &protocol, "count",
-        ])?;
-        // "10000 of 10000 routes for 10000 networks in table master6"
-        let count = out
-            .lines()
-            .find(|l| l.contains(" routes for "))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse::<usize>().ok())
-            .with_context(|| format!("no route count in `{out}`"))?;
+        let out = rib_wait::birdc(topo, &["show", "route", "protocol", &protocol, "count"])?;
+        let count = rib_wait::bird_route_count(&out).map_err(anyhow::Error::msg)?;
         if count == want {
             return Ok(start.elapsed());
         }
@@ -257,42 +251,4 @@ fn wait_bird_count(topo: &Topology, want: usize, start: Instant) -> anyhow::Resu
         }
         thread::sleep(POLL.saturating_sub(polled.elapsed()));
     }
-}
-
-/// (VmRSS, VmHWM) of this process in KiB.
-fn memory() -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("no {name} in /proc/self/status"))
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-fn report(what: &str, samples: &[Duration]) {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let Some((min, max)) = sorted.first().zip(sorted.last()) else {
-        println!("no trials");
-        return;
-    };
-    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
-    println!(
-        "{what} | n={} | min {} | p50 {} | p99 {} | max {}",
-        sorted.len(),
-        ms(*min),
-        ms(percentile(&sorted, 50)),
-        ms(percentile(&sorted, 99)),
-        ms(*max),
-    );
 }

@@ -18,15 +18,17 @@
 //! `ferrolb-controller` built next to this benchmark (`target/<profile>/`); the lab is removed on
 //! every exit path (drop, and the reaper on interrupt).
 
+#[path = "measure/mod.rs"]
+mod measure;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ferrolb_lab::lab::{Lab, LabOptions};
+use ferrolb_lab::lab::Lab;
 use ferrolb_lab::netns::{NetNs, NsProcess, RunPrefix};
-use ferrolb_lab::topology::TopologyOptions;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams, PostParams};
@@ -52,22 +54,14 @@ fn options() -> anyhow::Result<Options> {
         existing: 1_000,
         trials: 200,
         cold: 10_000,
-        controller: default_controller()?,
+        controller: measure::binary_next_to_bench("ferrolb-controller")?,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut count = |what: &str| -> anyhow::Result<usize> {
-            Ok(args.next().with_context(|| format!("{what} N"))?.parse()?)
-        };
-        match arg.as_str() {
-            "--existing" => options.existing = count("--existing")?,
-            "--trials" => options.trials = count("--trials")?,
-            "--cold" => options.cold = count("--cold")?,
-            "--controller" => {
-                options.controller = args.next().context("--controller PATH")?.into();
-            }
-            // cargo bench passes --bench to harness=false targets.
-            "--bench" => {}
+    for (name, value) in measure::named_args()? {
+        match name.as_str() {
+            "--existing" => options.existing = value.parse()?,
+            "--trials" => options.trials = value.parse()?,
+            "--cold" => options.cold = value.parse()?,
+            "--controller" => options.controller = value.into(),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -75,15 +69,6 @@ fn options() -> anyhow::Result<Options> {
         bail!("--cold must be at least --existing + --trials");
     }
     Ok(options)
-}
-
-/// `target/<profile>/deps/<bench>` -> `target/<profile>/ferrolb-controller`.
-fn default_controller() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("ferrolb-controller"))
-        .context("target directory of the benchmark")
 }
 
 /// When the watch first saw each Service with an IP, by name.
@@ -212,27 +197,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// (VmRSS, VmHWM) in KiB.
-fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .context(format!("{name} in /proc/{pid}/status"))?
-            .parse()
-            .context(name.to_owned())
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    // Nearest rank.
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
@@ -242,15 +206,7 @@ async fn main() -> anyhow::Result<()> {
             options.controller.display()
         );
     }
-    let mut lab = Lab::start(LabOptions {
-        topology: TopologyOptions {
-            backend: Some(env!("CARGO_BIN_EXE_lab-backend").into()),
-            ..TopologyOptions::default()
-        },
-        reaper: Some(env!("CARGO_BIN_EXE_lab").into()),
-        ..LabOptions::default()
-    })
-    .await?;
+    let mut lab = measure::start_lab().await?;
     let result = run(&mut lab, &options).await;
     lab.destroy().await?;
     result
@@ -339,11 +295,11 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
         "Service created -> IP in status, {} existing, {} trials: p50 {:.1?}, p99 {:.1?}, max {:.1?}",
         options.existing,
         options.trials,
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0),
+        measure::percentile(&latencies, 50),
+        measure::percentile(&latencies, 99),
         latencies.last().copied().unwrap_or_default()
     );
-    let (rss, hwm) = memory(controller.pid())?;
+    let (rss, hwm) = measure::memory(controller.pid())?;
     println!(
         "controller at {} Services: VmRSS {} KiB, VmHWM {} KiB",
         options.existing + options.trials,
@@ -384,7 +340,7 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
     );
     // 4. Memory, after a moment for the pool status writes that follow.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (rss, hwm) = memory(controller.pid())?;
+    let (rss, hwm) = measure::memory(controller.pid())?;
     println!("controller at {total} Services: VmRSS {rss} KiB, VmHWM {hwm} KiB");
     controller.stop();
     Ok(())

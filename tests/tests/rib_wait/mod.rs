@@ -119,3 +119,44 @@ pub fn assert_lb_routes(
         }
     }
 }
+
+/// `birdc` on the lab's BIRD with `args`; its output.
+pub fn birdc(topo: &Topology, args: &[&str]) -> Result<String, ferrolb_lab::netns::NetnsError> {
+    let bird = topo.router(RouterKind::Bird).expect("bird");
+    let socket = bird.dir().join("bird.ctl").to_string_lossy().into_owned();
+    let mut argv = vec!["birdc", "-s", &socket];
+    argv.extend_from_slice(args);
+    bird.namespace().exec(&argv)
+}
+
+/// The route count of a `birdc show route … count` answer ("10000 of 10000 routes for 10000
+/// networks in table master6"); 0 when BIRD found no network ("Network not found").
+pub fn bird_route_count(out: &str) -> Result<usize, String> {
+    match out.lines().find(|l| l.contains(" routes for ")) {
+        Some(line) => line
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("no route count in `{line}`")),
+        None if out.contains("not found") => Ok(0),
+        None => Err(format!("no route count in `{out}`")),
+    }
+}
+
+/// FRR's paths for exactly `prefix` (`show bgp <afi> unicast <prefix> json`), each as FRR's JSON
+/// (with `stale` set while a graceful restart keeps it); empty when FRR has none.
+pub fn frr_prefix_paths(topo: &Topology, prefix: IpNet) -> Vec<serde_json::Value> {
+    let frr = topo.router(RouterKind::Frr).expect("frr");
+    let ns = frr.namespace().name().to_owned();
+    let afi = match prefix {
+        IpNet::V4(_) => "ipv4",
+        IpNet::V6(_) => "ipv6",
+    };
+    let command = format!("show bgp {afi} unicast {prefix} json");
+    let out = frr
+        .namespace()
+        .exec(&["vtysh", "-N", &ns, "-c", &command])
+        .expect("vtysh");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    json["paths"].as_array().cloned().unwrap_or_default()
+}
