@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod cache;
 pub mod class;
 pub mod events;
 pub mod leader;

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use ferrolb_config::crd::IPAddressPool;
 use ferrolb_config::model::{self, Config, Diagnostic, Objects};
+use ferrolb_runtime::cache::drop_managed_fields;
 use ferrolb_runtime::events::{EventNote, EventPublisher, EventType};
 use ferrolb_runtime::leader::Leadership;
 use futures::StreamExt;
@@ -63,12 +64,6 @@ const POOL_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 /// pooled afterwards: about 70 KiB of resident memory per Service. A few dozen requests in
 /// flight already keep the API server busy; more only queue there.
 const RECONCILE_CONCURRENCY: u16 = 32;
-
-/// Drops what the controller never reads before an object enters a cache: `managedFields` are
-/// often larger than the rest of the object.
-fn slim<K: Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
-}
 
 /// Why a reconcile failed; retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -613,7 +608,7 @@ where
         let mut events = std::pin::pin!(
             reflector(
                 writer,
-                watcher(api, watcher::Config::default()).modify(slim)
+                watcher(api, watcher::Config::default()).modify(drop_managed_fields)
             )
             .default_backoff()
         );

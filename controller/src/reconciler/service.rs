@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use ferrolb_config::addresses::{Family, parse_ip};
 use ferrolb_config::annotations::is_ferrolb_annotation;
+use ferrolb_runtime::cache::drop_managed_fields;
 use k8s_openapi::api::core::v1::Service;
 
 use crate::allocator::{
@@ -108,8 +109,8 @@ pub fn request_of(
 /// controller's memory (SPEC §9: 64 MiB). Writes are server-side applies of our own fields,
 /// never built from the cached object, so nothing dropped here can be written back.
 pub fn slim(service: &mut Service) {
+    drop_managed_fields(service);
     let meta = &mut service.metadata;
-    meta.managed_fields = None;
     meta.owner_references = None;
     meta.finalizers = None;
     if let Some(annotations) = meta.annotations.as_mut() {

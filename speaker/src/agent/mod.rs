@@ -58,6 +58,7 @@ use ferrolb_config::crd::{
     SpeakerStatus, SpeakerStatusStatus,
 };
 use ferrolb_config::model::Objects;
+use ferrolb_runtime::cache::drop_managed_fields;
 use ferrolb_runtime::class::ClassFilter;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode, Secret, Service as KubeService};
@@ -247,7 +248,11 @@ where
     let changed = changed.clone();
     tokio::spawn(async move {
         let mut events = std::pin::pin!(
-            reflector(writer, watcher(api, watcher::Config::default())).default_backoff()
+            reflector(
+                writer,
+                watcher(api, watcher::Config::default()).modify(drop_managed_fields),
+            )
+            .default_backoff()
         );
         while let Some(event) = events.next().await {
             match event {
