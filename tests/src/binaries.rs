@@ -83,6 +83,9 @@ pub struct SpeakerOptions {
     pub log_level: String,
     /// Appended to the command line.
     pub extra_args: Vec<String>,
+    /// The binary to run; `None`: the `ferrolb-speaker` next to the running executable (a
+    /// benchmark passes a release build).
+    pub program: Option<PathBuf>,
 }
 
 impl Default for SpeakerOptions {
@@ -93,6 +96,7 @@ impl Default for SpeakerOptions {
             membership_port: 7946,
             log_level: "info,ferrolb_speaker=debug".into(),
             extra_args: Vec::new(),
+            program: None,
         }
     }
 }
@@ -132,7 +136,10 @@ pub fn start_speaker(
     label: &str,
     options: &SpeakerOptions,
 ) -> Result<NsProcess, BinaryError> {
-    let program = binary("ferrolb-speaker", "ferrolb-speaker")?;
+    let program = match &options.program {
+        Some(program) => program.clone(),
+        None => binary("ferrolb-speaker", "ferrolb-speaker")?,
+    };
     let state = lab.state().clone();
     let (node_name, ns_name) = {
         let node = lab.topology()?.node(index)?;
@@ -180,6 +187,17 @@ pub fn start_controller(
     lease: &str,
 ) -> Result<NsProcess, BinaryError> {
     let program = binary("ferrolb-controller", "ferrolb-controller")?;
+    start_controller_from(lab, &program, label, lease_namespace, lease)
+}
+
+/// [`start_controller`] with another binary (a benchmark passes a release build).
+pub fn start_controller_from(
+    lab: &mut Lab,
+    program: &std::path::Path,
+    label: &str,
+    lease_namespace: &str,
+    lease: &str,
+) -> Result<NsProcess, BinaryError> {
     let state = lab.state().clone();
     let log = RunPrefix::parse(&state.prefix)?
         .run_dir()
