@@ -6,8 +6,9 @@
 //!   link down (IPv4, IPv6), owner's speaker SIGKILLed with the API server stopped (IPv4). The L2
 //!   client probes the Service with a new HTTP request every 10 ms (each its own connection and
 //!   300 ms timeout, [`ferrolb_lab::probe`]). Per trial: *takeover* = fault → the first probe sent
-//!   after it that another node answered; *outage* = fault → the first probe sent after it that
-//!   any node answered. After each trial the fault is undone (speaker restarted, link up, API
+//!   after it that another node answered; *outage* = the longest time between two answered probes
+//!   from the last one before the fault to that takeover (the probe period when nothing is lost:
+//!   a SIGKILLed speaker's node still serves the clients that resolved it). After each trial the fault is undone (speaker restarted, link up, API
 //!   server started) and the benchmark waits for every speaker to see the others alive and for
 //!   one owner that the client reaches.
 //! - **Service created → reachable** (`--trials`): an EndpointSlice is written first, then the

@@ -185,14 +185,26 @@ async fn request(target: SocketAddr) -> Option<String> {
     (head.starts_with("HTTP/1.1 200") && !node.is_empty()).then(|| node.to_owned())
 }
 
-/// Client-measured outage after a fault at `fault`: from the fault to the first probe sent at or
-/// after it that got an answer (from any node). `None` when none did.
-pub fn outage(probes: &[Probe], fault: Instant) -> Option<Duration> {
-    probes
+/// Client-measured outage around a fault at `fault`: the longest time between two consecutive
+/// answered probes (by send time), from the last one answered before the fault to the first one
+/// that a node other than `old` answered ([`takeover`]). With nothing lost this is the probe
+/// period; the fault itself takes a few milliseconds to act, so probes sent just after `fault`
+/// may still be answered by `old`, which this measure does not mistake for a quick recovery.
+/// `None` when no other node answered.
+pub fn outage(probes: &[Probe], fault: Instant, old: &str) -> Option<Duration> {
+    let end = fault + takeover(probes, fault, old)?;
+    let mut answered: Vec<Instant> = probes
         .iter()
-        .filter(|probe| probe.sent >= fault && probe.answer.is_some())
-        .map(|probe| probe.sent - fault)
-        .min()
+        .filter(|probe| probe.answer.is_some() && probe.sent <= end)
+        .map(|probe| probe.sent)
+        .collect();
+    answered.sort();
+    let start = answered.iter().rposition(|sent| *sent < fault).unwrap_or(0);
+    answered[start..]
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .max()
+        .or(Some(end.saturating_duration_since(fault)))
 }
 
 /// From the fault to the first probe sent at or after it that a node other than `old` answered.
@@ -253,7 +265,10 @@ mod tests {
             ],
         );
         let fault = start + Duration::from_millis(5);
-        assert_eq!(outage(&seen, fault), Some(Duration::from_millis(25)));
+        assert_eq!(
+            outage(&seen, fault, "node-1"),
+            Some(Duration::from_millis(30))
+        );
         assert_eq!(
             takeover(&seen, fault, "node-1"),
             Some(Duration::from_millis(25))
@@ -270,24 +285,37 @@ mod tests {
         let seen = probes(
             start,
             &[
+                (0, Some("node-1")),
                 (10, Some("node-1")),
                 (20, Some("node-1")),
                 (30, Some("node-3")),
             ],
         );
-        assert_eq!(outage(&seen, start), Some(Duration::from_millis(10)));
+        let fault = start + Duration::from_millis(5);
         assert_eq!(
-            takeover(&seen, start, "node-1"),
-            Some(Duration::from_millis(30))
+            outage(&seen, fault, "node-1"),
+            Some(Duration::from_millis(10))
         );
-        assert_eq!(takeover(&seen[..2], start, "node-1"), None);
+        assert_eq!(
+            takeover(&seen, fault, "node-1"),
+            Some(Duration::from_millis(25))
+        );
+        assert_eq!(takeover(&seen[..3], fault, "node-1"), None);
+        assert_eq!(outage(&seen[..3], fault, "node-1"), None);
     }
 
     #[test]
-    fn nothing_answered_after_the_fault_is_none() {
+    fn probes_the_fault_has_not_reached_yet_do_not_shorten_the_outage() {
         let start = Instant::now();
-        let seen = probes(start, &[(0, Some("node-1")), (10, None)]);
-        assert_eq!(outage(&seen, start + Duration::from_millis(1)), None);
+        let mut answers: Vec<(u64, Option<&str>)> = vec![(0, Some("node-1")), (10, Some("node-1"))];
+        answers.extend((20..300).step_by(10).map(|ms| (ms, None)));
+        answers.push((300, Some("node-2")));
+        let seen = probes(start, &answers);
+        let fault = start + Duration::from_millis(8);
+        assert_eq!(
+            outage(&seen, fault, "node-1"),
+            Some(Duration::from_millis(290))
+        );
     }
 
     #[test]
