@@ -302,7 +302,7 @@ impl Bench<'_> {
         moved?;
         tokio::time::sleep(REJOIN).await;
         let takeover = probe::takeover(&probes, at, &owner).context("takeover")?;
-        let outage = probe::outage(&probes, at).context("outage")?;
+        let outage = probe::outage(&probes, at, &owner).context("outage")?;
         Ok((takeover, outage))
     }
 

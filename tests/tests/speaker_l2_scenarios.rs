@@ -261,7 +261,7 @@ impl Scenario {
             .find_map(|p| p.answer.clone().filter(|node| *node != owner));
         println!(
             "{ip}: {owner} -> {new:?}, takeover {moved:?}, outage {:?}",
-            probe::outage(&probes, at)
+            probe::outage(&probes, at, &owner)
         );
         let moved = moved.unwrap_or_else(|| {
             panic!(
