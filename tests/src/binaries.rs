@@ -187,6 +187,17 @@ pub fn start_controller(
     lease: &str,
 ) -> Result<NsProcess, BinaryError> {
     let program = binary("ferrolb-controller", "ferrolb-controller")?;
+    start_controller_from(lab, &program, label, lease_namespace, lease)
+}
+
+/// [`start_controller`] with another binary (a benchmark passes a release build).
+pub fn start_controller_from(
+    lab: &mut Lab,
+    program: &std::path::Path,
+    label: &str,
+    lease_namespace: &str,
+    lease: &str,
+) -> Result<NsProcess, BinaryError> {
     let state = lab.state().clone();
     let log = RunPrefix::parse(&state.prefix)?
         .run_dir()

@@ -119,6 +119,21 @@ impl Default for LabOptions {
     }
 }
 
+impl LabOptions {
+    /// The default lab (3 nodes, every router) with this package's `lab-backend` and `lab` (the
+    /// reaper) binaries, which tests and benchmarks name with `env!("CARGO_BIN_EXE_…")`.
+    pub fn with_binaries(backend: PathBuf, reaper: PathBuf) -> Self {
+        Self {
+            topology: TopologyOptions {
+                backend: Some(backend),
+                ..TopologyOptions::default()
+            },
+            reaper: Some(reaper),
+            ..Self::default()
+        }
+    }
+}
+
 /// `deploy/crds` of the workspace this crate was built in.
 pub fn default_crds_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds")

@@ -627,6 +627,16 @@ impl Topology {
             })
     }
 
+    /// Node by its Kubernetes Node name.
+    pub fn node_named(&self, name: &str) -> Result<&Node, TopologyError> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| TopologyError::Missing {
+                what: format!("node named {name}"),
+            })
+    }
+
     pub fn routers(&self) -> &[Router] {
         &self.routers
     }
@@ -685,22 +695,49 @@ impl Topology {
     /// while the link itself stays up — a hung node, as its neighbours see it.
     pub fn freeze_node(&self, index: usize) -> Result<(), TopologyError> {
         let node = self.node(index)?;
-        let rules = format!(
-            "table netdev lab_freeze {{\n  chain ingress {{ type filter hook ingress device \"{d}\" priority -500; policy drop; }}\n  chain egress {{ type filter hook egress device \"{d}\" priority -500; policy drop; }}\n}}\n",
-            d = node.segment_if
-        );
-        node.ns.nft_apply(
-            &rules,
-            &self.dir.join(format!("n{}-freeze.nft", node.index)),
-        )?;
-        Ok(())
+        self.drop_frames(node, FREEZE_TABLE, &[&node.segment_if])
     }
 
     /// Undoes [`Topology::freeze_node`].
     pub fn thaw_node(&self, index: usize) -> Result<(), TopologyError> {
         let node = self.node(index)?;
         node.ns
-            .exec(&["nft", "delete", "table", "netdev", "lab_freeze"])?;
+            .exec(&["nft", "delete", "table", "netdev", FREEZE_TABLE])?;
+        Ok(())
+    }
+
+    /// Cuts node `index` off entirely: as [`Topology::freeze_node`], on the segment *and* the
+    /// management interface, so its speaker neither hears its peers nor reaches the API server
+    /// while it keeps running and believing what it last knew.
+    pub fn isolate_node(&self, index: usize) -> Result<(), TopologyError> {
+        let node = self.node(index)?;
+        self.drop_frames(node, ISOLATE_TABLE, &[&node.segment_if, &node.mgmt_if])
+    }
+
+    /// Undoes [`Topology::isolate_node`].
+    pub fn reconnect_node(&self, index: usize) -> Result<(), TopologyError> {
+        let node = self.node(index)?;
+        node.ns
+            .exec(&["nft", "delete", "table", "netdev", ISOLATE_TABLE])?;
+        Ok(())
+    }
+
+    /// One netdev table `table` in the node's namespace whose ingress and egress chains drop every
+    /// frame of each of `devices`.
+    fn drop_frames(&self, node: &Node, table: &str, devices: &[&str]) -> Result<(), TopologyError> {
+        let mut rules = format!("table netdev {table} {{\n");
+        for (i, device) in devices.iter().enumerate() {
+            for hook in ["ingress", "egress"] {
+                rules.push_str(&format!(
+                    "  chain {hook}{i} {{ type filter hook {hook} device \"{device}\" priority -500; policy drop; }}\n"
+                ));
+            }
+        }
+        rules.push_str("}\n");
+        node.ns.nft_apply(
+            &rules,
+            &self.dir.join(format!("n{}-{table}.nft", node.index)),
+        )?;
         Ok(())
     }
 
@@ -838,6 +875,10 @@ fn validate(options: &TopologyOptions) -> Result<(), TopologyError> {
     }
     Ok(())
 }
+
+/// nftables tables of [`Topology::freeze_node`] and [`Topology::isolate_node`].
+const FREEZE_TABLE: &str = "lab_freeze";
+const ISOLATE_TABLE: &str = "lab_isolate";
 
 /// The stand-in for kube-proxy: TCP 80 to any LoadBalancer address goes to the node's backend.
 fn kube_proxy_ruleset(v4: Ipv4Addr, v6: Ipv6Addr) -> String {
