@@ -466,20 +466,12 @@ async fn owner_cut_off_entirely_loses_both_families_and_one_owner_remains_after_
         .reconnect_node(old_index)
         .expect("reconnect");
     // The returning node believed it still owned both: after it hears the others again, exactly
-    // one node announces each IP, and only that one answers ARP/NDP for them. Known gap: when
-    // the returning node wins the election again it never lost the IPs in its own view, so it
-    // sends no new gratuitous ARP / NA, and a client keeps the interim owner's MAC until its
-    // neighbour entry expires (the interim node's kube-proxy still serves it meanwhile). So the
-    // client re-resolves here instead of waiting for that.
-    let client = scenario
-        .lab
-        .topology()
-        .expect("topology")
-        .client_ns(Client::L2)
-        .expect("client");
+    // one node announces each IP, and the client follows it without re-resolving: when the
+    // returning node wins the election again it never lost the IPs in its own view, so it is its
+    // re-announcement on hearing the others (docs/layer2-decisions.md) that moves the client's
+    // neighbour entry off the interim owner.
     let deadline = Instant::now() + WAIT;
     loop {
-        client.ip(&["neigh", "flush", "all"]).expect("flush");
         let mut seen = Vec::new();
         for ip in [v4, v6] {
             let owners = l2_mode::status_owners(&scenario.client, ip)
