@@ -8,8 +8,9 @@
 //! - **Applies on change.** The peer set is applied when the view changes or a password changed;
 //!   applying is hitless (the peer set resets a session only for parameters fixed at OPEN).
 //! - **Passwords by `get`.** Each Secret a peer references is read by name (key `password`) when
-//!   the set of references changes and every [`PASSWORD_REFRESH`] for rotation; a Secret that
-//!   cannot be read leaves its peer down with an error naming the peer and the Secret.
+//!   the set of references changes and every [`PASSWORD_REFRESH`] for rotation; a Secret never
+//!   read leaves its peer down with an error naming the peer and the Secret, while a failed
+//!   re-read keeps the password already in use.
 //! - **Status every [`STATUS_INTERVAL`].** Session states change without a view change (a
 //!   session comes up), so they are sampled on a timer; the writer downstream writes on change.
 //! - **Listening.** `--bgp-listen [::]:port` accepts both families: the driver's IPv6 listener
@@ -164,11 +165,18 @@ impl Passwords {
                 Ok(password) => {
                     values.insert(secret.clone(), password);
                 }
-                Err(error) => tracing::warn!(
-                    secret = %format!("{}/{}", secret.namespace, secret.name),
-                    %error,
-                    "BGP password unavailable"
-                ),
+                Err(error) => {
+                    tracing::warn!(
+                        secret = %format!("{}/{}", secret.namespace, secret.name),
+                        %error,
+                        "BGP password unavailable"
+                    );
+                    // A failed re-read (API server away) keeps the password in use: dropping it
+                    // would take a running session down for nothing.
+                    if let Some(known) = self.values.get(secret) {
+                        values.insert(secret.clone(), known.clone());
+                    }
+                }
             }
         }
         self.wanted = wanted;
