@@ -201,6 +201,41 @@ impl Install {
     }
 }
 
+/// Waits until every node in `nodes` has published its interfaces in its `SpeakerStatus`: before
+/// that the others elect without it, and the owner of a new IP may still move once.
+pub async fn wait_interfaces_published(
+    client: &kube::Client,
+    nodes: &[String],
+    timeout: Duration,
+) -> Result<(), L2ModeError> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &speaker_status_resource());
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut missing = Vec::new();
+        for node in nodes {
+            let published = api.get_opt(node).await.ok().flatten().is_some_and(|s| {
+                s.data["status"]["interfaces"]
+                    .as_array()
+                    .is_some_and(|list| !list.is_empty())
+            });
+            if !published {
+                missing.push(node.clone());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(L2ModeError::Timeout {
+                what: "every speaker publishing its interfaces".into(),
+                after: timeout,
+                last: format!("not yet: {missing:?}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The value of the first sample of `series` (name and labels, as printed) in Prometheus text.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -82,6 +82,26 @@ impl Scenario {
         )
         .await
         .expect("controller and speakers start");
+        // A settled cluster first: every speaker sees the others and has published its
+        // interfaces, so the first owner of a new IP is the final one.
+        install
+            .wait_members_alive(&lab, WAIT)
+            .await
+            .expect("members alive");
+        let node_names: Vec<String> = NODES
+            .iter()
+            .map(|i| {
+                lab.topology()
+                    .expect("topology")
+                    .node(*i)
+                    .expect("node")
+                    .name
+                    .clone()
+            })
+            .collect();
+        l2_mode::wait_interfaces_published(&client, &node_names, WAIT)
+            .await
+            .expect("interfaces published");
         l2_mode::apply_pool(&client, LABEL, POOL, &[plan::L2_POOL_V4, plan::L2_POOL_V6])
             .await
             .expect("pool");
