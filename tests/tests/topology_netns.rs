@@ -34,7 +34,15 @@ fn veth_between_namespaces_carries_traffic_and_delete_stops_processes() {
         .expect("spawn");
     let pid = sleeper.pid();
     assert!(sleeper.is_running());
-    assert_eq!(b.pids().expect("pids"), vec![pid]);
+    // `ip netns exec` enters the namespace after the fork, so the pid shows up there shortly after
+    // spawn returns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut inside = b.pids().expect("pids");
+    while inside.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        inside = b.pids().expect("pids");
+    }
+    assert_eq!(inside, vec![pid]);
 
     let err = b
         .exec(&["ip", "link", "set", "nosuchlink", "up"])
