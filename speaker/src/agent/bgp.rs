@@ -33,8 +33,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::args::Listen;
-use crate::bgp::driver::{Routes, Speaker};
+use crate::bgp::driver::Speaker;
 use crate::bgp::peer_set::{BgpMetrics, PeerSet, PeerSetInputs};
+use crate::bgp::rib_out::Routes;
 
 /// How often session state is copied to the status and the metrics.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);

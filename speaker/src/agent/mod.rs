@@ -58,11 +58,10 @@ use ferrolb_config::crd::{
     SpeakerStatus, SpeakerStatusStatus,
 };
 use ferrolb_config::model::Objects;
-use ferrolb_runtime::cache::drop_managed_fields;
+use ferrolb_runtime::cache::{self, ObjectKey, Projection, drop_managed_fields};
 use ferrolb_runtime::class::ClassFilter;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode, Secret, Service as KubeService};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store, reflector};
@@ -175,10 +174,12 @@ struct Stores {
     bfd_profiles: Store<BFDProfile>,
     communities: Store<Community>,
     namespaces: Store<Namespace>,
-    services: Store<KubeService>,
-    slices: Store<EndpointSlice>,
     nodes: Store<KubeNode>,
-    statuses: Store<SpeakerStatus>,
+    /// The many: compact projections, not objects (see [`ferrolb_runtime::cache`]).
+    services: Projection<objects::ServiceFacts>,
+    slices: Projection<objects::SliceFacts>,
+    /// The interfaces each node's speaker reports.
+    reported: Projection<Vec<desired::Interface>>,
 }
 
 fn cloned<K>(store: &Store<K>) -> Vec<K>
@@ -193,7 +194,8 @@ where
 }
 
 impl Stores {
-    fn start(client: &Client, changed: &Arc<Notify>) -> Stores {
+    fn start(client: &Client, changed: &Arc<Notify>, filter: &ClassFilter) -> Stores {
+        let filter = filter.clone();
         Stores {
             pools: follow(Api::all(client.clone()), changed),
             l2_advertisements: follow(Api::all(client.clone()), changed),
@@ -202,10 +204,22 @@ impl Stores {
             bfd_profiles: follow(Api::all(client.clone()), changed),
             communities: follow(Api::all(client.clone()), changed),
             namespaces: follow(Api::all(client.clone()), changed),
-            services: follow(Api::all(client.clone()), changed),
-            slices: follow(Api::all(client.clone()), changed),
             nodes: follow(Api::all(client.clone()), changed),
-            statuses: follow(Api::all(client.clone()), changed),
+            services: cache::project(
+                Api::all(client.clone()),
+                move |service: &KubeService| objects::service_facts(service, &filter),
+                changed.clone(),
+            ),
+            slices: cache::project(
+                Api::all(client.clone()),
+                objects::slice_facts,
+                changed.clone(),
+            ),
+            reported: cache::project(
+                Api::<SpeakerStatus>::all(client.clone()),
+                objects::reported_interfaces,
+                changed.clone(),
+            ),
         }
     }
 
@@ -218,10 +232,10 @@ impl Stores {
             self.bfd_profiles.wait_until_ready(),
             self.communities.wait_until_ready(),
             self.namespaces.wait_until_ready(),
+            self.nodes.wait_until_ready(),
             self.services.wait_until_ready(),
             self.slices.wait_until_ready(),
-            self.nodes.wait_until_ready(),
-            self.statuses.wait_until_ready(),
+            self.reported.wait_until_ready(),
         );
     }
 
@@ -345,21 +359,18 @@ impl Loop {
             }
             self.config_problems = problems;
         }
-        let statuses: BTreeMap<String, Arc<SpeakerStatus>> = self
-            .stores
-            .statuses
-            .state()
-            .into_iter()
-            .map(|status| (status.name_any(), status))
-            .collect();
         let kube_nodes = self.stores.nodes.state();
-        let nodes: BTreeMap<String, desired::Node> = kube_nodes
-            .iter()
-            .map(|node| {
-                let node = objects::node(node, statuses.get(&node.name_any()).map(|s| &**s));
-                (node.name.clone(), node)
-            })
-            .collect();
+        let nodes: BTreeMap<String, desired::Node> = {
+            let reported = self.stores.reported.read();
+            kube_nodes
+                .iter()
+                .map(|node| {
+                    let interfaces = reported.get(&ObjectKey::new("", &node.name_any()));
+                    let node = objects::node(node, interfaces.map(Vec::as_slice));
+                    (node.name.clone(), node)
+                })
+                .collect()
+        };
         let peers = for_socket(
             peers::peers(&self.config.node, &kube_nodes, self.config.membership_port),
             self.v6_socket,
@@ -375,11 +386,7 @@ impl Loop {
                 self.peers = peers;
             }
         }
-        let services = objects::services(
-            &self.stores.services.state(),
-            &self.stores.slices.state(),
-            &self.config.filter,
-        );
+        let services = objects::services(&self.stores.services.read(), &self.stores.slices.read());
         let local = objects::local_interfaces(&self.interfaces.borrow());
         let published = nodes
             .get(&self.config.node)
@@ -542,7 +549,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
-    let stores = Stores::start(&client, &changed);
+    let stores = Stores::start(&client, &changed, &config.filter);
     tokio::select! {
         () = stores.synced() => {}
         () = shutdown.cancelled() => return Ok(()),

@@ -7,19 +7,21 @@
 //! an address that is announced (bad input loses nothing). Deleting an object is deliberate and
 //! does withdraw.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 
 use ferrolb_config::annotations::parse_annotations;
 use ferrolb_config::crd::SpeakerStatus;
 use ferrolb_config::crd::speaker_status::InterfaceStatus;
 use ferrolb_config::model::{self, Config, Diagnostic, ObjectKind, Objects, Reason};
+use ferrolb_runtime::cache::ObjectKey;
 use ferrolb_runtime::class::ClassFilter;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node as KubeNode, Service as KubeService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
+use super::status::L2_ANNOUNCED;
 use crate::desired::{Endpoint, Interface, Node, Service, TrafficPolicy};
 use crate::l2::driver::Interfaces;
 
@@ -28,7 +30,7 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// A Node as [`crate::desired`] sees it, with the interfaces its speaker reported in its
 /// `SpeakerStatus` (`None` when it has not reported).
-pub fn node(node: &KubeNode, reported: Option<&SpeakerStatus>) -> Node {
+pub fn node(node: &KubeNode, reported: Option<&[Interface]>) -> Node {
     let network_unavailable = node
         .status
         .as_ref()
@@ -42,28 +44,100 @@ pub fn node(node: &KubeNode, reported: Option<&SpeakerStatus>) -> Node {
         name: node.name_any(),
         labels: node.labels().clone(),
         network_unavailable,
-        interfaces: reported
-            .and_then(|status| status.status.as_ref())
-            .map(|status| interfaces_from_status(&status.interfaces)),
+        interfaces: reported.map(<[Interface]>::to_vec),
     }
 }
 
-/// The LoadBalancer Services of our class that hold addresses, with the endpoints of their
-/// EndpointSlices. Services without an address are skipped: there is nothing to announce.
-pub fn services(
-    services: &[Arc<KubeService>],
-    slices: &[Arc<EndpointSlice>],
-    filter: &ClassFilter,
-) -> Vec<Service> {
-    let mut endpoints: BTreeMap<(String, String), Vec<Endpoint>> = BTreeMap::new();
-    for slice in slices {
-        let (Some(namespace), Some(service)) =
-            (slice.namespace(), slice.labels().get(SERVICE_NAME_LABEL))
-        else {
-            continue;
+/// What the speaker's cache keeps of a `SpeakerStatus`: the interfaces it reports, the only part
+/// another node reads (the announcements listed there can number thousands).
+pub fn reported_interfaces(status: &SpeakerStatus) -> Option<Vec<Interface>> {
+    status
+        .status
+        .as_ref()
+        .map(|status| interfaces_from_status(&status.interfaces))
+}
+
+/// What the speaker's cache keeps of a Service: the inputs of [`crate::desired`] and what the
+/// condition writer reads, nothing else (see [`ferrolb_runtime::cache::Projection`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFacts {
+    /// For the Events about the Service.
+    pub uid: Option<String>,
+    /// The message of the `ferrolb.io/L2Announced` condition, whichever node wrote it.
+    pub l2_announced: Option<String>,
+    /// Set while the Service is a LoadBalancer of our class holding addresses.
+    pub announceable: Option<Announceable>,
+}
+
+/// A Service with addresses to announce, as [`crate::desired::Service`] needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announceable {
+    pub labels: BTreeMap<String, String>,
+    /// `status.loadBalancer.ingress[].ip`.
+    pub ips: Vec<IpAddr>,
+    pub traffic_policy: TrafficPolicy,
+    /// `ferrolb.io/allow-shared-ip`.
+    pub sharing_key: Option<String>,
+}
+
+/// Reduces a Service to [`ServiceFacts`]; `None` (nothing cached) for a Service that is neither
+/// ours to announce nor carries our condition, such as every ClusterIP Service.
+pub fn service_facts(service: &KubeService, filter: &ClassFilter) -> Option<ServiceFacts> {
+    let status = service.status.as_ref();
+    let l2_announced = status
+        .and_then(|status| status.conditions.as_ref())
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == L2_ANNOUNCED))
+        .map(|condition| condition.message.clone());
+    let ips: Vec<IpAddr> = status
+        .and_then(|status| status.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|ingress| ingress.ip.as_deref()?.parse().ok())
+        .collect();
+    let announceable = (filter.serves(service) && !ips.is_empty()).then(|| {
+        let traffic_policy = match service
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.external_traffic_policy.as_deref())
+        {
+            Some("Local") => TrafficPolicy::Local,
+            _ => TrafficPolicy::Cluster,
         };
-        let entry = endpoints.entry((namespace, service.clone())).or_default();
-        entry.extend(slice.endpoints.iter().map(|endpoint| {
+        // A Service whose annotations are unusable got no address from the controller; its
+        // sharing key only matters alongside an address, so an error reads as "no key".
+        let sharing_key = parse_annotations(service.annotations(), None)
+            .ok()
+            .and_then(|requests| requests.sharing_key);
+        Announceable {
+            labels: service.labels().clone(),
+            ips,
+            traffic_policy,
+            sharing_key,
+        }
+    });
+    (announceable.is_some() || l2_announced.is_some()).then(|| ServiceFacts {
+        uid: service.uid(),
+        l2_announced,
+        announceable,
+    })
+}
+
+/// What the speaker's cache keeps of an EndpointSlice: its Service and endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceFacts {
+    /// The `kubernetes.io/service-name` label.
+    pub service: String,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Reduces an EndpointSlice to [`SliceFacts`]; `None` for a slice that names no Service.
+pub fn slice_facts(slice: &EndpointSlice) -> Option<SliceFacts> {
+    let service = slice.labels().get(SERVICE_NAME_LABEL)?.clone();
+    let endpoints = slice
+        .endpoints
+        .iter()
+        .map(|endpoint| {
             let conditions = endpoint.conditions.clone().unwrap_or_default();
             Endpoint::from_conditions(
                 endpoint.node_name.clone(),
@@ -71,48 +145,37 @@ pub fn services(
                 conditions.serving,
                 conditions.terminating,
             )
-        }));
+        })
+        .collect();
+    Some(SliceFacts { service, endpoints })
+}
+
+/// The Services with addresses to announce, with the endpoints of their EndpointSlices.
+pub fn services(
+    services: &HashMap<ObjectKey, ServiceFacts>,
+    slices: &HashMap<ObjectKey, SliceFacts>,
+) -> Vec<Service> {
+    let mut endpoints: HashMap<(&str, &str), Vec<Endpoint>> = HashMap::new();
+    for (key, slice) in slices {
+        endpoints
+            .entry((&key.namespace, &slice.service))
+            .or_default()
+            .extend(slice.endpoints.iter().cloned());
     }
     services
         .iter()
-        .filter(|service| filter.serves(service))
-        .filter_map(|service| {
-            let namespace = service.namespace()?;
-            let name = service.name_any();
-            let ips: Vec<_> = service
-                .status
-                .as_ref()
-                .and_then(|status| status.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|ingress| ingress.ip.as_deref()?.parse().ok())
-                .collect();
-            if ips.is_empty() {
-                return None;
-            }
-            let spec = service.spec.as_ref();
-            let traffic_policy = match spec.and_then(|spec| spec.external_traffic_policy.as_deref())
-            {
-                Some("Local") => TrafficPolicy::Local,
-                _ => TrafficPolicy::Cluster,
-            };
-            // A Service whose annotations are unusable got no address from the controller; its
-            // sharing key only matters alongside an address, so an error reads as "no key".
-            let sharing_key = parse_annotations(service.annotations(), None)
-                .ok()
-                .and_then(|requests| requests.sharing_key);
-            let endpoints = endpoints
-                .remove(&(namespace.clone(), name.clone()))
-                .unwrap_or_default();
+        .filter_map(|(key, facts)| {
+            let announceable = facts.announceable.as_ref()?;
             Some(Service {
-                namespace,
-                name,
-                labels: service.labels().clone(),
-                ips,
-                traffic_policy,
-                sharing_key,
-                endpoints,
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                labels: announceable.labels.clone(),
+                ips: announceable.ips.clone(),
+                traffic_policy: announceable.traffic_policy,
+                sharing_key: announceable.sharing_key.clone(),
+                endpoints: endpoints
+                    .remove(&(key.namespace.as_str(), key.name.as_str()))
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -291,7 +354,7 @@ mod tests {
         ServiceStatus,
     };
     use k8s_openapi::api::discovery::v1::{Endpoint as KubeEndpoint, EndpointConditions};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
     use serde_json::json;
 
     fn pool(name: &str, address: &str) -> IPAddressPool {
@@ -319,8 +382,8 @@ mod tests {
         .filter()
     }
 
-    fn service(name: &str, ips: &[&str], policy: Option<&str>) -> Arc<KubeService> {
-        Arc::new(KubeService {
+    fn service(name: &str, ips: &[&str], policy: Option<&str>) -> KubeService {
+        KubeService {
             metadata: ObjectMeta {
                 namespace: Some("ns".into()),
                 name: Some(name.into()),
@@ -348,11 +411,11 @@ mod tests {
                 }),
                 conditions: None,
             }),
-        })
+        }
     }
 
-    fn slice(service: &str, node: &str, ready: Option<bool>) -> Arc<EndpointSlice> {
-        Arc::new(EndpointSlice {
+    fn slice(service: &str, node: &str, ready: Option<bool>) -> EndpointSlice {
+        EndpointSlice {
             address_type: "IPv4".into(),
             metadata: ObjectMeta {
                 namespace: Some("ns".into()),
@@ -373,12 +436,38 @@ mod tests {
                 ..KubeEndpoint::default()
             }],
             ports: None,
-        })
+        }
+    }
+
+    /// The caches as the speaker's projections would hold `services` and `slices`.
+    fn cached(
+        services: &[KubeService],
+        slices: &[EndpointSlice],
+    ) -> (
+        HashMap<ObjectKey, ServiceFacts>,
+        HashMap<ObjectKey, SliceFacts>,
+    ) {
+        let key = |meta: &ObjectMeta| {
+            ObjectKey::new(
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+            )
+        };
+        (
+            services
+                .iter()
+                .filter_map(|s| Some((key(&s.metadata), service_facts(s, &filter())?)))
+                .collect(),
+            slices
+                .iter()
+                .filter_map(|s| Some((key(&s.metadata), slice_facts(s)?)))
+                .collect(),
+        )
     }
 
     #[test]
     fn services_carry_addresses_policy_sharing_key_and_their_slices_endpoints() {
-        let services = services(
+        let (services_cache, slices_cache) = cached(
             &[
                 service("web", &["198.51.100.1"], Some("Local")),
                 service("pending", &[], None),
@@ -388,9 +477,14 @@ mod tests {
                 slice("web", "node-b", None),
                 slice("other", "node-c", Some(true)),
             ],
-            &filter(),
         );
-        assert_eq!(services.len(), 1, "a Service without address is skipped");
+        assert_eq!(
+            services_cache.len(),
+            1,
+            "a Service without address is not kept"
+        );
+        let services = services(&services_cache, &slices_cache);
+        assert_eq!(services.len(), 1);
         let web = &services[0];
         assert_eq!(
             web.ips,
@@ -398,21 +492,51 @@ mod tests {
         );
         assert_eq!(web.traffic_policy, TrafficPolicy::Local);
         assert_eq!(web.sharing_key.as_deref(), Some("k"));
-        let nodes: Vec<_> = web
+        let mut nodes: Vec<_> = web
             .endpoints
             .iter()
             .map(|e| (e.node.as_deref(), e.ready))
             .collect();
+        nodes.sort();
         assert_eq!(nodes, vec![(Some("node-a"), false), (Some("node-b"), true)]);
     }
 
     #[test]
-    fn services_of_another_class_are_skipped() {
-        let mut other = (*service("web", &["198.51.100.1"], None)).clone();
+    fn services_of_another_class_are_not_kept() {
+        let mut other = service("web", &["198.51.100.1"], None);
         if let Some(spec) = other.spec.as_mut() {
             spec.load_balancer_class = Some("example.com/other".into());
         }
-        assert!(services(&[Arc::new(other)], &[], &filter()).is_empty());
+        assert_eq!(service_facts(&other, &filter()), None);
+    }
+
+    #[test]
+    fn a_service_no_longer_ours_is_kept_only_for_our_condition() {
+        let mut other = service("web", &["198.51.100.1"], None);
+        if let Some(spec) = other.spec.as_mut() {
+            spec.type_ = Some("ClusterIP".into());
+        }
+        if let Some(status) = other.status.as_mut() {
+            status.conditions = Some(vec![Condition {
+                type_: L2_ANNOUNCED.into(),
+                status: "True".into(),
+                message: "announced by node-a".into(),
+                reason: "Announcing".into(),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }]);
+        }
+        other.metadata.uid = Some("u1".into());
+        assert_eq!(
+            service_facts(&other, &filter()),
+            Some(ServiceFacts {
+                uid: Some("u1".into()),
+                l2_announced: Some("announced by node-a".into()),
+                announceable: None,
+            })
+        );
+        let (services_cache, slices_cache) = cached(&[other], &[]);
+        assert!(services(&services_cache, &slices_cache).is_empty());
     }
 
     #[test]
@@ -449,7 +573,8 @@ mod tests {
             }],
             ..Default::default()
         });
-        let reported = node(&kube_node, Some(&status));
+        let interfaces = reported_interfaces(&status);
+        let reported = node(&kube_node, interfaces.as_deref());
         assert_eq!(
             reported.interfaces,
             Some(vec![Interface {

@@ -12,17 +12,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferrolb_config::crd::{SpeakerStatus, SpeakerStatusStatus};
+use ferrolb_runtime::cache::{ObjectKey, Projection};
 use ferrolb_runtime::events::{EventNote, EventPublisher, EventType};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, Resource};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::FIELD_MANAGER;
+use super::objects::ServiceFacts;
 use super::status::{
     Announced, L2_ANNOUNCED, REASON_ANNOUNCING, REASON_CONFLICT, ServiceUpdate, service_updates,
 };
@@ -127,7 +128,7 @@ async fn write_status(
 pub async fn service_conditions(
     client: Client,
     node: String,
-    services: Store<Service>,
+    services: Projection<ServiceFacts>,
     mut wanted: watch::Receiver<BTreeMap<ServiceRef, Announced>>,
     shutdown: CancellationToken,
 ) {
@@ -175,22 +176,14 @@ pub async fn service_conditions(
 
 /// The message of the `ferrolb.io/L2Announced` condition of each of `services` that has one.
 fn shown_conditions<'a>(
-    store: &Store<Service>,
+    cache: &Projection<ServiceFacts>,
     services: impl Iterator<Item = &'a ServiceRef>,
 ) -> BTreeMap<ServiceRef, String> {
+    let cached = cache.read();
     services
         .filter_map(|service| {
-            let object = store.get(&ObjectRef::new(&service.name).within(&service.namespace))?;
-            let message = object
-                .status
-                .as_ref()?
-                .conditions
-                .as_ref()?
-                .iter()
-                .find(|c| c.type_ == L2_ANNOUNCED)?
-                .message
-                .clone();
-            Some((service.clone(), message))
+            let facts = cached.get(&ObjectKey::new(&service.namespace, &service.name))?;
+            Some((service.clone(), facts.l2_announced.clone()?))
         })
         .collect()
 }
@@ -198,7 +191,7 @@ fn shown_conditions<'a>(
 async fn apply(
     client: &Client,
     publisher: &EventPublisher,
-    services: &Store<Service>,
+    services: &Projection<ServiceFacts>,
     node: &str,
     update: &ServiceUpdate,
 ) -> Result<(), kube::Error> {
@@ -243,18 +236,18 @@ async fn apply(
     } = update
         && (*event || *conflict_event)
     {
-        let reference = services
-            .get(&ObjectRef::new(&service.name).within(&service.namespace))
-            .map_or_else(
-                || ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Service".into()),
-                    name: Some(service.name.clone()),
-                    namespace: Some(service.namespace.clone()),
-                    ..ObjectReference::default()
-                },
-                |svc| svc.object_ref(&()),
-            );
+        let uid = services
+            .read()
+            .get(&ObjectKey::new(&service.namespace, &service.name))
+            .and_then(|facts| facts.uid.clone());
+        let reference = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            name: Some(service.name.clone()),
+            namespace: Some(service.namespace.clone()),
+            uid,
+            ..ObjectReference::default()
+        };
         let mut events = Vec::new();
         if *event {
             events.push(EventNote {

@@ -33,7 +33,7 @@ pub mod bfd_link;
 mod socket;
 mod status;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -41,7 +41,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use ipnet::IpNet;
 use socket2::SockRef;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -55,12 +54,9 @@ use self::socket::{ConnectSpec, ConnectionEvent};
 pub use self::status::{PeerError, PeerStatus, notification_text};
 use super::fsm::{Action, ConfigError, ConnectionId, Direction, Fsm, Input, PeerAs, PeerConfig};
 use super::packet::{CeaseSubcode, Codec, ErrorCode, Message, Notification, decode};
-use super::rib_out::{AdjRibOut, NextHops, RouteAttributes};
+use super::rib_out::{AdjRibOut, NextHops, Routes};
 use crate::bfd::driver::{DriverConfig as BfdDriverConfig, DriverError as BfdDriverError};
 use crate::sys;
-
-/// The routes a peer should hold: prefix → attributes.
-pub type Routes = BTreeMap<IpNet, RouteAttributes>;
 
 /// A write that takes longer than this means the peer stopped reading; the connection is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -64,9 +64,10 @@ use k8s_openapi::jiff::Timestamp;
 pub use self::metrics::{BgpMetrics, PeerLabels};
 use self::plan::{Running, Step};
 use self::wanted::Wanted;
-use super::driver::{DriverError, PeerHandle, PeerSpec, PeerStatus, Routes, Speaker};
+use super::driver::{DriverError, PeerHandle, PeerSpec, PeerStatus, Speaker};
 use super::fsm::State;
 use super::packet::CeaseSubcode;
+use super::rib_out::Routes;
 use crate::bfd::driver::DriverConfig as BfdDriverConfig;
 use crate::bfd::packet::SessionState;
 

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -31,6 +32,52 @@ pub const DEFAULT_LOCAL_PREF: u32 = 100;
 const UPDATE_OVERHEAD: usize = HEADER_LEN + 2 + 2;
 /// An attribute header with the extended (2-octet) length, the worst case.
 const ATTRIBUTE_HEADER: usize = 4;
+
+/// The routes a peer should hold: prefix → attributes.
+///
+/// Shared, never copied: one map travels from the desired state through the peer set into the
+/// session's driver (with 10,000 prefixes a copy per stage and per change was most of the BGP
+/// part of the speaker's memory). Equality is cheap when both sides hold the same map.
+#[derive(Clone, Debug, Default, Eq)]
+pub struct Routes(Arc<BTreeMap<IpNet, RouteAttributes>>);
+
+impl Routes {
+    pub fn new() -> Routes {
+        Routes::default()
+    }
+}
+
+impl PartialEq for Routes {
+    fn eq(&self, other: &Routes) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl std::ops::Deref for Routes {
+    type Target = BTreeMap<IpNet, RouteAttributes>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<BTreeMap<IpNet, RouteAttributes>> for Routes {
+    fn from(routes: BTreeMap<IpNet, RouteAttributes>) -> Routes {
+        Routes(Arc::new(routes))
+    }
+}
+
+impl<const N: usize> From<[(IpNet, RouteAttributes); N]> for Routes {
+    fn from(routes: [(IpNet, RouteAttributes); N]) -> Routes {
+        Routes(Arc::new(BTreeMap::from(routes)))
+    }
+}
+
+impl FromIterator<(IpNet, RouteAttributes)> for Routes {
+    fn from_iter<I: IntoIterator<Item = (IpNet, RouteAttributes)>>(routes: I) -> Routes {
+        Routes(Arc::new(routes.into_iter().collect()))
+    }
+}
 
 /// What the speaker attaches to one announced prefix.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,7 +123,8 @@ pub struct AdjRibOut {
     families: Vec<Family>,
     next_hops: NextHops,
     codec: Codec,
-    sent: BTreeMap<IpNet, RouteAttributes>,
+    /// What the peer holds: the last synced [`Routes`] itself when all of it could be sent.
+    sent: Routes,
     end_of_rib_sent: bool,
 }
 
@@ -107,24 +155,29 @@ impl AdjRibOut {
             families: negotiated.families.clone(),
             next_hops,
             codec: negotiated.codec(),
-            sent: BTreeMap::new(),
+            sent: Routes::new(),
             end_of_rib_sent: false,
         })
     }
 
     /// What the peer has been sent.
-    pub fn advertised(&self) -> &BTreeMap<IpNet, RouteAttributes> {
+    pub fn advertised(&self) -> &Routes {
         &self.sent
     }
 
     /// The UPDATEs that bring the peer to `desired`; afterwards `desired` (less the routes of
     /// families not negotiated) counts as sent.
-    pub fn sync(&mut self, desired: &BTreeMap<IpNet, RouteAttributes>) -> Vec<Update> {
-        let desired: BTreeMap<IpNet, RouteAttributes> = desired
-            .iter()
-            .filter(|(prefix, _)| self.families.contains(&family_of(prefix)))
-            .map(|(prefix, attributes)| (*prefix, attributes.clone()))
-            .collect();
+    pub fn sync(&mut self, desired: &Routes) -> Vec<Update> {
+        let negotiated = |prefix: &IpNet| self.families.contains(&family_of(prefix));
+        let desired: Routes = if desired.keys().all(negotiated) {
+            desired.clone()
+        } else {
+            desired
+                .iter()
+                .filter(|(prefix, _)| negotiated(prefix))
+                .map(|(prefix, attributes)| (*prefix, attributes.clone()))
+                .collect()
+        };
         let withdrawn: Vec<IpNet> = self
             .sent
             .keys()

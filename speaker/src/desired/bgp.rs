@@ -10,9 +10,9 @@ use ipnet::IpNet;
 
 use super::{Inputs, distinct_ips, selected};
 use crate::bgp::packet::{Community, LargeCommunity};
-use crate::bgp::rib_out::RouteAttributes;
+use crate::bgp::rib_out::{RouteAttributes, Routes};
 
-pub(super) fn desired(inputs: &Inputs<'_>) -> BTreeMap<String, BTreeMap<IpNet, RouteAttributes>> {
+pub(super) fn desired(inputs: &Inputs<'_>) -> BTreeMap<String, Routes> {
     let Some(node) = inputs.nodes.get(inputs.node) else {
         return BTreeMap::new();
     };
@@ -24,7 +24,7 @@ pub(super) fn desired(inputs: &Inputs<'_>) -> BTreeMap<String, BTreeMap<IpNet, R
         .map(|peer| (peer.name.clone(), BTreeMap::new()))
         .collect();
     if !node.may_announce() {
-        return routes;
+        return shared(routes);
     }
     for service in inputs.services {
         if !service.served_at(inputs.node) {
@@ -52,7 +52,14 @@ pub(super) fn desired(inputs: &Inputs<'_>) -> BTreeMap<String, BTreeMap<IpNet, R
             }
         }
     }
+    shared(routes)
+}
+
+fn shared(routes: BTreeMap<String, BTreeMap<IpNet, RouteAttributes>>) -> BTreeMap<String, Routes> {
     routes
+        .into_iter()
+        .map(|(peer, routes)| (peer, Routes::from(routes)))
+        .collect()
 }
 
 /// `ip` masked to the advertisement's aggregation length for its family.

@@ -8,10 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-
 use super::Desired;
-use crate::bgp::rib_out::RouteAttributes;
+use crate::bgp::rib_out::Routes;
 
 /// An IP this node announces on one interface.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,7 +27,7 @@ pub struct Changes {
     /// Layer-2 announcements to start.
     pub gained: Vec<Announcement>,
     /// Peers (still selecting this node) whose route set changed, with their complete new set.
-    pub routes: BTreeMap<String, BTreeMap<IpNet, RouteAttributes>>,
+    pub routes: BTreeMap<String, Routes>,
     /// Peers that no longer select this node: their sessions end.
     pub peers_removed: BTreeSet<String>,
     /// Peers that newly select this node: their sessions start (their routes are in

@@ -71,11 +71,10 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ferrolb_config::model::{Config, Selector, SelectorExt};
-use ipnet::IpNet;
 
 pub use self::changes::{Announcement, Changes, changes};
 pub use self::interfaces::{DEFAULT_EXCLUDED_INTERFACES, Interface, InterfaceExclusions};
-use crate::bgp::rib_out::RouteAttributes;
+use crate::bgp::rib_out::Routes;
 use crate::election::ElectionKey;
 
 /// Kubernetes well-known label: a node carrying it (any value) must not serve external load
@@ -260,7 +259,7 @@ pub struct Desired {
     /// Events can name the owner.
     pub l2: BTreeMap<IpAddr, L2Ip>,
     /// Per `BGPPeer` that selects this node: the routes to announce (possibly none).
-    pub bgp: BTreeMap<String, BTreeMap<IpNet, RouteAttributes>>,
+    pub bgp: BTreeMap<String, Routes>,
 }
 
 impl Desired {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::bgp::fsm::State;
 use crate::bgp::packet::{Community, Family};
+use crate::bgp::rib_out::RouteAttributes;
 
 mod bfd_coupling;
 

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use super::wanted::Wanted;
-use crate::bgp::driver::{PeerSpec, Routes};
+use crate::bgp::driver::PeerSpec;
 use crate::bgp::fsm::PeerConfig;
 use crate::bgp::packet::CeaseSubcode;
+use crate::bgp::rib_out::Routes;
 
 /// A running peer as the planner sees it.
 #[derive(Clone, Debug)]

@@ -11,10 +11,10 @@ use std::time::Duration;
 use ferrolb_config::model::{BfdProfile as ModelBfdProfile, Config, Peer, PeerAsn, SecretRef};
 
 use super::PeerSetError;
-use crate::bgp::driver::{BfdProfile, PeerSpec, Routes};
+use crate::bgp::driver::{BfdProfile, PeerSpec};
 use crate::bgp::fsm::{GracefulRestartConfig, PeerAs, PeerConfig};
 use crate::bgp::packet::Family;
-use crate::bgp::rib_out::NextHops;
+use crate::bgp::rib_out::{NextHops, Routes};
 
 /// Longest TCP-MD5 key the kernel takes (`TCP_MD5SIG_MAXKEYLEN`, RFC 2385 gives no bound).
 pub(super) const MAX_PASSWORD_LEN: usize = 80;

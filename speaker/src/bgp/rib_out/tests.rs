@@ -40,10 +40,15 @@ fn rib(internal: bool) -> AdjRibOut {
     AdjRibOut::new(LOCAL_AS, &negotiated(internal, both()), next_hops()).unwrap()
 }
 
+/// `rib.sync` with routes built as a plain map.
+fn sync(rib: &mut AdjRibOut, routes: &BTreeMap<IpNet, RouteAttributes>) -> Vec<Update> {
+    rib.sync(&Routes::from(routes.clone()))
+}
+
 /// A RIB whose initial sync (and End-of-RIB) is done with `routes`.
 fn synced(routes: &BTreeMap<IpNet, RouteAttributes>) -> AdjRibOut {
     let mut rib = rib(false);
-    rib.sync(routes);
+    sync(&mut rib, routes);
     rib
 }
 
@@ -109,7 +114,7 @@ fn on_the_wire(updates: &[Update]) -> Vec<Update> {
 #[test]
 fn initial_sync_sends_routes_then_end_of_rib_for_each_family() {
     let mut rib = rib(false);
-    let updates = rib.sync(&routes(&["203.0.113.1/32", "2001:db8:1::1/128"]));
+    let updates = sync(&mut rib, &routes(&["203.0.113.1/32", "2001:db8:1::1/128"]));
     assert_eq!(updates.len(), 4);
     assert_eq!(announced(&updates[0]), vec![net("203.0.113.1/32")]);
     assert_eq!(announced(&updates[1]), vec![net("2001:db8:1::1/128")]);
@@ -120,7 +125,7 @@ fn initial_sync_sends_routes_then_end_of_rib_for_each_family() {
 
 #[test]
 fn initial_sync_with_nothing_to_send_still_marks_end_of_rib() {
-    let updates = rib(false).sync(&BTreeMap::new());
+    let updates = sync(&mut rib(false), &BTreeMap::new());
     let families: Vec<_> = updates.iter().map(Update::end_of_rib_family).collect();
     assert_eq!(
         families,
@@ -132,7 +137,7 @@ fn initial_sync_with_nothing_to_send_still_marks_end_of_rib() {
 fn unchanged_routes_send_nothing() {
     let desired = routes(&["203.0.113.1/32", "2001:db8:1::1/128"]);
     let mut rib = synced(&desired);
-    assert_eq!(rib.sync(&desired), vec![]);
+    assert_eq!(sync(&mut rib, &desired), vec![]);
 }
 
 #[test]
@@ -140,7 +145,7 @@ fn adding_one_prefix_emits_exactly_one_update_with_it() {
     let mut desired = routes(&["203.0.113.1/32", "203.0.113.2/32"]);
     let mut rib = synced(&desired);
     desired.insert(net("203.0.113.3/32"), RouteAttributes::default());
-    let updates = rib.sync(&desired);
+    let updates = sync(&mut rib, &desired);
     assert_eq!(updates.len(), 1);
     assert_eq!(announced(&updates[0]), vec![net("203.0.113.3/32")]);
     assert!(withdrawn(&updates[0]).is_empty());
@@ -156,13 +161,13 @@ fn removing_one_prefix_emits_exactly_one_withdrawal_per_family() {
     ]);
     let mut rib = synced(&desired);
     desired.remove(&net("203.0.113.2/32"));
-    let updates = rib.sync(&desired);
+    let updates = sync(&mut rib, &desired);
     assert_eq!(updates.len(), 1);
     assert_eq!(withdrawn(&updates[0]), vec![net("203.0.113.2/32")]);
     assert!(announced(&updates[0]).is_empty());
 
     desired.remove(&net("2001:db8:1::1/128"));
-    let updates = rib.sync(&desired);
+    let updates = sync(&mut rib, &desired);
     assert_eq!(updates.len(), 1);
     assert_eq!(withdrawn(&updates[0]), vec![net("2001:db8:1::1/128")]);
     on_the_wire(&updates);
@@ -173,7 +178,7 @@ fn changed_communities_reannounce_without_withdrawal() {
     let mut desired = routes(&["203.0.113.1/32", "203.0.113.2/32"]);
     let mut rib = synced(&desired);
     desired.insert(net("203.0.113.2/32"), with_communities(&[65000 << 16 | 7]));
-    let updates = on_the_wire(&rib.sync(&desired));
+    let updates = on_the_wire(&sync(&mut rib, &desired));
     assert_eq!(updates.len(), 1);
     assert_eq!(announced(&updates[0]), vec![net("203.0.113.2/32")]);
     assert!(
@@ -194,7 +199,7 @@ fn prefixes_with_identical_attributes_share_an_update() {
     let mut desired = routes(&["203.0.113.1/32", "203.0.113.2/32"]);
     desired.insert(net("203.0.113.3/32"), with_communities(&[1]));
     desired.insert(net("203.0.113.4/32"), with_communities(&[1]));
-    let updates = rib(false).sync(&desired);
+    let updates = sync(&mut rib(false), &desired);
     let groups: Vec<Vec<IpNet>> = updates
         .iter()
         .map(announced)
@@ -219,7 +224,7 @@ fn local_pref_goes_to_internal_peers_only_and_as_path_to_external_only() {
         },
     )]
     .into();
-    let external = on_the_wire(&rib(false).sync(&desired));
+    let external = on_the_wire(&sync(&mut rib(false), &desired));
     assert!(
         !external[0]
             .attributes
@@ -236,7 +241,7 @@ fn local_pref_goes_to_internal_peers_only_and_as_path_to_external_only() {
                 }]
             }))
     );
-    let internal = on_the_wire(&rib(true).sync(&desired));
+    let internal = on_the_wire(&sync(&mut rib(true), &desired));
     assert!(
         internal[0]
             .attributes
@@ -247,7 +252,7 @@ fn local_pref_goes_to_internal_peers_only_and_as_path_to_external_only() {
             .attributes
             .contains(&PathAttribute::AsPath(AsPath::default()))
     );
-    let default = on_the_wire(&rib(true).sync(&routes(&["2001:db8::1/128"])));
+    let default = on_the_wire(&sync(&mut rib(true), &routes(&["2001:db8::1/128"])));
     assert!(
         default[0]
             .attributes
@@ -262,7 +267,10 @@ fn each_family_carries_its_own_next_hop() {
         ..next_hops()
     };
     let mut rib = AdjRibOut::new(LOCAL_AS, &negotiated(false, both()), hops).unwrap();
-    let updates = on_the_wire(&rib.sync(&routes(&["203.0.113.1/32", "2001:db8:1::/64"])));
+    let updates = on_the_wire(&sync(
+        &mut rib,
+        &routes(&["203.0.113.1/32", "2001:db8:1::/64"]),
+    ));
     assert!(
         updates[0]
             .attributes
@@ -289,7 +297,7 @@ fn routes_of_a_family_not_negotiated_are_not_sent() {
         next_hops(),
     )
     .unwrap();
-    let updates = rib.sync(&routes(&["203.0.113.1/32", "2001:db8:1::1/128"]));
+    let updates = sync(&mut rib, &routes(&["203.0.113.1/32", "2001:db8:1::1/128"]));
     assert_eq!(updates.len(), 2);
     assert_eq!(announced(&updates[0]), vec![net("203.0.113.1/32")]);
     assert_eq!(updates[1].end_of_rib_family(), Some(Family::IPV4_UNICAST));
@@ -337,7 +345,7 @@ fn many_v6(count: u32) -> BTreeMap<IpNet, RouteAttributes> {
 #[test]
 fn ten_thousand_ipv4_prefixes_pack_into_few_full_messages() {
     let desired = many_v4(10_000);
-    let updates = rib(false).sync(&desired);
+    let updates = sync(&mut rib(false), &desired);
     let routes = &updates[..updates.len() - 2];
     // 5 octets per /32 and about 4040 octets of room: 808 per message, so 13 messages.
     assert_eq!(routes.len(), 13);
@@ -349,7 +357,7 @@ fn ten_thousand_ipv4_prefixes_pack_into_few_full_messages() {
 #[test]
 fn ten_thousand_ipv6_prefixes_pack_into_few_full_messages() {
     let desired = many_v6(10_000);
-    let updates = rib(false).sync(&desired);
+    let updates = sync(&mut rib(false), &desired);
     let routes = &updates[..updates.len() - 2];
     // 17 octets per /128 and about 4010 octets of room: 235 per message, so 43 messages.
     assert_eq!(routes.len(), 43);
@@ -362,7 +370,7 @@ fn withdrawing_ten_thousand_prefixes_packs_too() {
     let mut desired = many_v4(10_000);
     desired.extend(many_v6(10_000));
     let mut rib = synced(&desired);
-    let updates = rib.sync(&BTreeMap::new());
+    let updates = sync(&mut rib, &BTreeMap::new());
     // IPv4: 50,000 octets in 4073-octet withdrawn fields (13); IPv6: 170,000 octets in
     // 4066-octet MP_UNREACH_NLRI attributes (42).
     assert_eq!(updates.len(), 13 + 42);
@@ -441,7 +449,7 @@ proptest! {
         let mut rib = rib(false);
         let mut peer = BTreeMap::new();
         for desired in rounds {
-            apply(&mut peer, &rib.sync(&desired));
+            apply(&mut peer, &sync(&mut rib, &desired));
             prop_assert_eq!(peer.keys().collect::<Vec<_>>(), desired.keys().collect::<Vec<_>>());
             for (prefix, attributes) in &desired {
                 let sent: Vec<Community> = attributes.communities.iter().copied().collect();
