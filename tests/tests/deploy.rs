@@ -722,13 +722,19 @@ async fn rbac_grants_each_component_what_it_calls_and_nothing_else() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
-/// The BGP peer set's series, labelled by peer: they appear only once a peer runs, so they are
-/// named here; `speaker/src/bgp/peer_set/tests.rs` asserts these exact lines from a live session.
+/// The BGP peer set's series, labelled by peer (and the BFD drops, by reason): they appear only
+/// once a peer runs, so they are named here; `speaker/src/bgp/peer_set/tests.rs` asserts these
+/// exact lines (from a live session, and the BFD counters from recorded samples).
 const BGP_SERIES: &[&str] = &[
     "ferrolb_bgp_session_up",
     "ferrolb_bgp_prefixes_announced",
     "ferrolb_bgp_updates_sent_total",
     "ferrolb_bfd_session_up",
+    "ferrolb_bfd_packets_received_total",
+    "ferrolb_bfd_packets_sent_total",
+    "ferrolb_bfd_send_errors_total",
+    "ferrolb_bfd_session_state_changes_total",
+    "ferrolb_bfd_packets_dropped_total",
 ];
 
 /// Every series name the speaker exposes: layer-2, membership and config ones read from its own

@@ -5,8 +5,9 @@
 //! a missing password, multihop, GoBGP) are proven in `bgp_peer_set`; these tests prove what goes
 //! through the binary: Kubernetes objects → speaker → routers' RIBs, TCP-MD5 passwords read from
 //! Secrets (FRR's sessions with the nodes carry a password in this lab), aggregation, IPv6 Services
-//! over IPv6 sessions, the routed client through each router, and graceful restart of a speaker
-//! process.
+//! over IPv6 sessions, the routed client through each router, graceful restart of a speaker
+//! process, and BFD sessions with FRR and BIRD reported with their counters in `SpeakerStatus` and
+//! the speaker's metrics.
 //!
 //! There is no kube-controller-manager in the lab, so the tests write the EndpointSlices
 //! themselves.
@@ -19,8 +20,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ferrolb_config::crd::speaker_status::BgpState;
-use ferrolb_config::crd::{BGPAdvertisement, BGPPeer, IPAddressPool, SpeakerStatus};
+use ferrolb_config::crd::speaker_status::{BfdSessionStatus, BfdState, BgpState};
+use ferrolb_config::crd::{BFDProfile, BGPAdvertisement, BGPPeer, IPAddressPool, SpeakerStatus};
 use ferrolb_lab::binaries::{self, SpeakerOptions};
 use ferrolb_lab::cluster::{self, Manifest, Persist};
 use ferrolb_lab::lab::Lab;
@@ -51,10 +52,14 @@ const WAIT: Duration = Duration::from_secs(30);
 const ROUTERS: [RouterKind; 2] = [RouterKind::Frr, RouterKind::Bird];
 const NODES: [usize; 3] = [1, 2, 3];
 
-/// The default lab, with a TCP-MD5 password on FRR's sessions with the nodes.
+/// The default lab, with a TCP-MD5 password on FRR's sessions with the nodes, and BFD on FRR's
+/// and BIRD's (a BGP session comes up whether or not the node runs BFD, so only the tests whose
+/// BGPPeers have a `bfdProfile` use it).
 fn lab_options() -> LabOptions {
     let mut options = common::lab_options();
     options.topology.frr.password = Some(FRR_PASSWORD.into());
+    options.topology.frr.bfd = true;
+    options.topology.bird.bfd = true;
     options
 }
 
@@ -216,6 +221,9 @@ async fn clear(client: &kube::Client) {
     let _ = Api::<BGPPeer>::all(client.clone())
         .delete_collection(&all, &labelled)
         .await;
+    let _ = Api::<BFDProfile>::all(client.clone())
+        .delete_collection(&all, &labelled)
+        .await;
     let _ = Api::<IPAddressPool>::all(client.clone())
         .delete_collection(&all, &labelled)
         .await;
@@ -370,6 +378,40 @@ async fn session(client: &kube::Client, node: &str, peer: &str) -> Option<BgpSes
     let statuses: Api<SpeakerStatus> = Api::all(client.clone());
     let status = statuses.get(node).await.ok()?.status?;
     status.bgp_sessions.into_iter().find(|s| s.peer == peer)
+}
+
+/// Node `node`'s SpeakerStatus BFD entry for `peer` once `done` holds for it, within `within`.
+async fn wait_bfd_session(
+    client: &kube::Client,
+    node: &str,
+    peer: &str,
+    within: Duration,
+    done: impl Fn(&BfdSessionStatus) -> bool,
+) -> BfdSessionStatus {
+    let statuses: Api<SpeakerStatus> = Api::all(client.clone());
+    let deadline = Instant::now() + within;
+    loop {
+        let status = statuses.get(node).await.ok().and_then(|s| s.status);
+        let session = status
+            .as_ref()
+            .and_then(|s| s.bfd_sessions.iter().find(|b| b.peer == peer));
+        if let Some(session) = session.filter(|s| done(s)) {
+            return session.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SpeakerStatus {node}: BFD session {peer} not as expected within {within:?}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The value of the series `name{peer="peer"}` in a metrics exposition.
+fn peer_series(text: &str, name: &str, peer: &str) -> Option<f64> {
+    let prefix = format!("{name}{{peer=\"{peer}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// Pool, advertisement with communities and LOCAL_PREF, one IPv4 BGPPeer per router.
@@ -690,6 +732,85 @@ async fn graceful_restart_keeps_the_prefix_and_the_traffic_while_the_speaker_res
         wait_next_hops(&lab, kind, prefix, &[1]);
     }
     wait_reached(topology, ip, "FRR");
+
+    drop(running);
+    clear(&client).await;
+}
+
+#[tokio::test]
+async fn bfd_sessions_report_growing_packet_counters_in_speaker_status_and_metrics() {
+    let mut lab = common::shared_lab_with(lab_options).await;
+    let client = lab.client().expect("client");
+    let scenario = Scenario {
+        name: "bfd-bgp",
+        addresses: "203.0.113.240/29",
+        peer: json!({"bfdProfile": "bfd-bgp"}),
+        ..WEB
+    };
+    scenario.deploy(&lab, &client).await;
+    // 300 ms x 3 both ways: robust on a loaded machine; the routers ask for 100 ms, and the
+    // slower side sets the pace (RFC 5880 §6.8.7).
+    apply(
+        &client,
+        &json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "BFDProfile",
+            "metadata": {"name": "bfd-bgp", "labels": {TEST_LABEL: "true"}},
+            "spec": {"receiveInterval": 300, "transmitInterval": 300, "detectMultiplier": 3},
+        }),
+    )
+    .await;
+    // The peers select every node and need no Service: one speaker is enough.
+    let running = Running::start(&mut lab, "bgp-bfd", false, &[1]);
+    let node = lab
+        .topology()
+        .expect("topology")
+        .node(1)
+        .expect("node")
+        .name
+        .clone();
+
+    let mut first = Vec::new();
+    for kind in ROUTERS {
+        let peer = scenario.peer_name(kind);
+        let session = wait_bfd_session(&client, &node, &peer, WAIT, |s| {
+            s.state == BfdState::Up && s.packets_received > 0 && s.packets_sent > 0
+        })
+        .await;
+        // Down, then Init or Up, then Up.
+        assert!(session.state_changes >= 1, "{session:?}");
+        first.push((peer, session));
+    }
+    // A change of the counters alone reaches the status within the counters interval (30 s).
+    for (peer, before) in &first {
+        let later = wait_bfd_session(&client, &node, peer, Duration::from_secs(45), |s| {
+            s.packets_received > before.packets_received
+        })
+        .await;
+        assert_eq!(later.state, BfdState::Up, "{later:?}");
+        assert!(later.packets_sent > before.packets_sent, "{later:?}");
+    }
+
+    let text = binaries::speaker_metrics(&lab, 1).expect("speaker metrics");
+    for (peer, before) in &first {
+        let value = |name| {
+            peer_series(&text, name, peer)
+                .unwrap_or_else(|| panic!("{name}{{peer={peer:?}}} missing from:\n{text}"))
+        };
+        assert_eq!(value("ferrolb_bfd_session_up"), 1.0);
+        // The metrics are read every second, the status much less often: they are ahead.
+        let received = value("ferrolb_bfd_packets_received_total");
+        assert!(
+            received > before.packets_received as f64,
+            "{peer}: {received}"
+        );
+        let sent = value("ferrolb_bfd_packets_sent_total");
+        assert!(sent > before.packets_sent as f64, "{peer}: {sent}");
+        assert!(
+            value("ferrolb_bfd_session_state_changes_total") >= 1.0,
+            "{peer}"
+        );
+        assert_eq!(value("ferrolb_bfd_send_errors_total"), 0.0, "{peer}");
+    }
 
     drop(running);
     clear(&client).await;

@@ -162,11 +162,26 @@ pub struct InterfaceStatus {
 }
 
 /// One BFD session of the node.
+///
+/// The counters are those of the current BFD session (since the peer started or BFD was enabled
+/// on it). A change of the counters alone is written at most every 30 s, so that packets flowing
+/// do not rewrite the object every second; the `ferrolb_bfd_*_total` metrics are the live,
+/// cumulative view.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BfdSessionStatus {
+    /// `BGPPeer` name.
     pub peer: String,
     pub state: BfdState,
+    /// Control packets accepted for this session.
+    #[serde(default)]
+    pub packets_received: i64,
+    /// Control packets sent on this session.
+    #[serde(default)]
+    pub packets_sent: i64,
+    /// Times the session changed state (RFC 5880 §6.2).
+    #[serde(default)]
+    pub state_changes: i64,
 }
 
 /// BFD session states (RFC 5880 §4.1).

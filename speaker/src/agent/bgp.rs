@@ -13,6 +13,11 @@
 //!   re-read keeps the password already in use.
 //! - **Status every [`STATUS_INTERVAL`].** Session states change without a view change (a
 //!   session comes up), so they are sampled on a timer; the writer downstream writes on change.
+//!   BFD packet counters change all the time: a change of the counters alone is published at
+//!   most every [`BFD_COUNTERS_INTERVAL`] (any other change is published at once, with fresh
+//!   counters). Every `SpeakerStatus` write wakes every speaker's loop (each follows all of them
+//!   for the interfaces), so counters must not rewrite it every second on every node; the
+//!   metrics carry them live.
 //! - **Listening.** `--bgp-listen [::]:port` accepts both families: the driver's IPv6 listener
 //!   is IPv6-only, so an IPv4 listener on the same port is added. When the port is taken (another
 //!   BGP daemon on the host), the speaker still opens its own sessions and says so.
@@ -23,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ferrolb_config::crd::speaker_status::{BfdSessionStatus, BgpSessionStatus};
+use ferrolb_config::crd::speaker_status::{BfdSessionStatus, BfdState, BgpSessionStatus};
 use ferrolb_config::model::{Config, SecretRef};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
@@ -39,6 +44,8 @@ use crate::bgp::rib_out::Routes;
 
 /// How often session state is copied to the status and the metrics.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Least time between two status publications that change nothing but BFD counters.
+pub const BFD_COUNTERS_INTERVAL: Duration = Duration::from_secs(30);
 /// How often referenced password Secrets are read again.
 pub const PASSWORD_REFRESH: Duration = Duration::from_secs(60);
 /// Key of the password in a `passwordSecret` (SPEC §2).
@@ -60,6 +67,27 @@ pub struct BgpView {
 pub struct BgpStatus {
     pub sessions: Vec<BgpSessionStatus>,
     pub bfd: Vec<BfdSessionStatus>,
+}
+
+impl BgpStatus {
+    /// Whether `next` should replace this, the status last published `published_ago`: at once
+    /// when anything but the BFD counters changed, otherwise once [`BFD_COUNTERS_INTERVAL`] has
+    /// passed.
+    pub fn replaced_by(&self, next: &BgpStatus, published_ago: Duration) -> bool {
+        let without_counters = |status: &BgpStatus| -> Vec<(String, BfdState)> {
+            status
+                .bfd
+                .iter()
+                .map(|session| (session.peer.clone(), session.state))
+                .collect()
+        };
+        if self == next {
+            return false;
+        }
+        published_ago >= BFD_COUNTERS_INTERVAL
+            || self.sessions != next.sessions
+            || without_counters(self) != without_counters(next)
+    }
 }
 
 /// The listening addresses for `--bgp-listen`.
@@ -96,6 +124,8 @@ pub async fn run(
     let mut peers = PeerSet::new(speaker);
     let mut passwords = Passwords::default();
     let mut reported: Vec<String> = Vec::new();
+    let mut counters_failed = false;
+    let mut published_at = Instant::now();
     let mut tick = tokio::time::interval(STATUS_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -128,14 +158,28 @@ pub async fn run(
                 reported = errors;
             }
         }
+        match peers.refresh_bfd_counters().await {
+            Ok(()) => counters_failed = false,
+            Err(error) => {
+                if !counters_failed {
+                    tracing::warn!(%error, "BFD counters unavailable");
+                }
+                counters_failed = true;
+            }
+        }
         peers.record_metrics(&metrics);
         let (sessions, bfd) = peers.status();
-        status.send_if_modified(|current| {
-            let next = BgpStatus { sessions, bfd };
-            let changed = *current != next;
-            *current = next;
-            changed
+        let next = BgpStatus { sessions, bfd };
+        let published = status.send_if_modified(|current| {
+            let replace = current.replaced_by(&next, published_at.elapsed());
+            if replace {
+                *current = next;
+            }
+            replace
         });
+        if published {
+            published_at = Instant::now();
+        }
     }
     peers.shutdown().await;
     Ok(())
@@ -244,6 +288,40 @@ mod tests {
             listen_addresses(listen("0.0.0.0:179")),
             vec!["0.0.0.0:179".parse().expect("v4")]
         );
+    }
+
+    fn with_bfd(state: BfdState, packets_received: i64) -> BgpStatus {
+        BgpStatus {
+            sessions: Vec::new(),
+            bfd: vec![BfdSessionStatus {
+                peer: "tor".into(),
+                state,
+                packets_received,
+                packets_sent: packets_received,
+                state_changes: 2,
+            }],
+        }
+    }
+
+    #[test]
+    fn counter_only_changes_wait_for_the_counters_interval_other_changes_do_not() {
+        let published = with_bfd(BfdState::Up, 10);
+        let soon = Duration::from_secs(1);
+        assert!(!published.replaced_by(&published.clone(), BFD_COUNTERS_INTERVAL));
+        let counted = with_bfd(BfdState::Up, 40);
+        assert!(!published.replaced_by(&counted, soon));
+        assert!(published.replaced_by(&counted, BFD_COUNTERS_INTERVAL));
+        assert!(published.replaced_by(&with_bfd(BfdState::Down, 40), soon));
+        assert!(published.replaced_by(&BgpStatus::default(), soon));
+        let mut with_session = published.clone();
+        with_session.sessions.push(BgpSessionStatus {
+            peer: "tor".into(),
+            state: ferrolb_config::crd::speaker_status::BgpState::Established,
+            since: None,
+            prefixes_sent: 1,
+            last_error: None,
+        });
+        assert!(published.replaced_by(&with_session, soon));
     }
 
     #[test]

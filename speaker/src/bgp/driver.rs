@@ -48,14 +48,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use self::bfd_link::{
+    BfdCounters, BfdLinkError, BfdPeerStatus, BfdProfile, BfdSessionCounters,
+};
 use self::bfd_link::{BfdHub, PeerBfd};
-pub use self::bfd_link::{BfdLinkError, BfdPeerStatus, BfdProfile};
 use self::socket::{ConnectSpec, ConnectionEvent};
 pub use self::status::{PeerError, PeerStatus, notification_text};
 use super::fsm::{Action, ConfigError, ConnectionId, Direction, Fsm, Input, PeerAs, PeerConfig};
 use super::packet::{CeaseSubcode, Codec, ErrorCode, Message, Notification, decode};
 use super::rib_out::{AdjRibOut, NextHops, Routes};
-use crate::bfd::driver::{DriverConfig as BfdDriverConfig, DriverError as BfdDriverError};
+use crate::bfd::driver::{
+    DriverConfig as BfdDriverConfig, DriverError as BfdDriverError, SessionKey as BfdSessionKey,
+};
 use crate::sys;
 
 /// A write that takes longer than this means the peer stopped reading; the connection is closed.
@@ -125,6 +129,9 @@ pub enum DriverError {
     /// The BFD driver could not be started.
     #[error("cannot start BFD: {0}")]
     BfdStart(#[source] BfdDriverError),
+    /// The BFD driver did not answer (it has stopped).
+    #[error("cannot read the BFD counters: {0}")]
+    BfdCounters(#[source] BfdDriverError),
     /// The peer's BFD session cannot be set up.
     #[error(transparent)]
     Bfd(#[from] BfdLinkError),
@@ -179,6 +186,18 @@ impl Speaker {
             self.bfd = Some(BfdHub::start(config).map_err(DriverError::BfdStart)?);
         }
         Ok(())
+    }
+
+    /// The BFD driver's counters, `None` while BFD is not started.
+    pub async fn bfd_counters(&self) -> Result<Option<BfdCounters>, DriverError> {
+        match &self.bfd {
+            Some(hub) => hub
+                .counters()
+                .await
+                .map(Some)
+                .map_err(DriverError::BfdCounters),
+            None => Ok(None),
+        }
     }
 
     /// The addresses actually bound (a port 0 becomes the kernel's choice).
@@ -271,6 +290,7 @@ impl Speaker {
             .map(|(_, socket)| socket.clone())
             .collect();
         let bfd_profile = spec.bfd;
+        let bfd_session = task.bfd.as_ref().map(PeerBfd::key);
         let task = tokio::spawn(async move {
             task.run(commands, accepted, events, routes, bfd_profile)
                 .await;
@@ -287,6 +307,7 @@ impl Speaker {
         });
         Ok(PeerHandle {
             peer,
+            bfd_session,
             commands: commands_tx,
             routes: routes_tx,
             status,
@@ -334,6 +355,8 @@ enum Command {
 #[derive(Debug)]
 pub struct PeerHandle {
     peer: IpAddr,
+    /// The key of the peer's BFD session, when the peer is bound to the speaker's BFD.
+    bfd_session: Option<BfdSessionKey>,
     commands: mpsc::UnboundedSender<Command>,
     routes: watch::Sender<Routes>,
     status: watch::Receiver<PeerStatus>,
@@ -349,6 +372,13 @@ impl PeerHandle {
     /// The session's status, updated after every event.
     pub fn status(&self) -> watch::Receiver<PeerStatus> {
         self.status.clone()
+    }
+
+    /// The key of the peer's session in [`BfdCounters::sessions`]; `None` when the peer was added
+    /// without BFD on the speaker or without a local address. The session itself runs only
+    /// while a [`BfdProfile`] is set.
+    pub fn bfd_session(&self) -> Option<BfdSessionKey> {
+        self.bfd_session
     }
 
     /// Applies new session parameters: the session is reset (Cease, Other Configuration Change)

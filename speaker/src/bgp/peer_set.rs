@@ -61,14 +61,15 @@ use ferrolb_config::model::{Config, SecretRef};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use self::metrics::bfd_session_growth;
 pub use self::metrics::{BgpMetrics, PeerLabels};
 use self::plan::{Running, Step};
 use self::wanted::Wanted;
-use super::driver::{DriverError, PeerHandle, PeerSpec, PeerStatus, Speaker};
+use super::driver::{BfdSessionCounters, DriverError, PeerHandle, PeerSpec, PeerStatus, Speaker};
 use super::fsm::State;
 use super::packet::CeaseSubcode;
 use super::rib_out::Routes;
-use crate::bfd::driver::DriverConfig as BfdDriverConfig;
+use crate::bfd::driver::{DriverConfig as BfdDriverConfig, DropReason, SessionCounters};
 use crate::bfd::packet::SessionState;
 
 /// What [`PeerSet::apply`] works from; the caller gathers it from the watches.
@@ -227,6 +228,10 @@ struct RunningPeer {
     bfd_attached: bool,
     /// The peer's `updates_sent` already added to the metrics counter.
     updates_recorded: u64,
+    /// Its BFD session's counters as last read from the driver ([`PeerSet::refresh_bfd_counters`]).
+    bfd_counters: Option<BfdSessionCounters>,
+    /// Its BFD session's counters already added to the metrics counters.
+    bfd_recorded: Option<BfdSessionCounters>,
 }
 
 /// The speaker and the peers it runs, by BGPPeer name. Must be used inside the speaker's tokio
@@ -243,6 +248,10 @@ pub struct PeerSet {
     started_before: bool,
     /// Peers whose metric series exist.
     recorded: BTreeSet<String>,
+    /// The BFD driver's drops by reason as last read from it.
+    bfd_dropped: BTreeMap<DropReason, u64>,
+    /// The drops already added to the metrics counters.
+    bfd_dropped_recorded: BTreeMap<DropReason, u64>,
 }
 
 impl PeerSet {
@@ -256,6 +265,8 @@ impl PeerSet {
             bfd_available: false,
             started_before: false,
             recorded: BTreeSet::new(),
+            bfd_dropped: BTreeMap::new(),
+            bfd_dropped_recorded: BTreeMap::new(),
         }
     }
 
@@ -363,6 +374,8 @@ impl PeerSet {
                             routes: want.routes.clone(),
                             bfd_attached,
                             updates_recorded: 0,
+                            bfd_counters: None,
+                            bfd_recorded: None,
                         };
                         self.running.insert(peer, running);
                     }
@@ -418,18 +431,39 @@ impl PeerSet {
         }
     }
 
+    /// Reads the BFD driver's counters, which [`PeerSet::status`] and
+    /// [`PeerSet::record_metrics`] report from then on. The driver keeps them (it counts every
+    /// packet; the peer tasks never see them), so they are read on the caller's schedule.
+    pub async fn refresh_bfd_counters(&mut self) -> Result<(), DriverError> {
+        let Some(counters) = self.speaker.bfd_counters().await? else {
+            return Ok(());
+        };
+        for running in self.running.values_mut() {
+            running.bfd_counters = running
+                .handle
+                .bfd_session()
+                .and_then(|key| counters.sessions.get(&key))
+                .copied();
+        }
+        self.bfd_dropped = counters.driver.dropped;
+        Ok(())
+    }
+
     /// The sessions for `SpeakerStatus.status.bgpSessions` and `.bfdSessions`, by peer name.
-    /// Wanted peers that do not run show as `Idle` with the reason as `lastError`.
+    /// Wanted peers that do not run show as `Idle` with the reason as `lastError`. BFD counters
+    /// are those of the last [`PeerSet::refresh_bfd_counters`].
     pub fn status(&self) -> (Vec<BgpSessionStatus>, Vec<BfdSessionStatus>) {
         let mut bgp = Vec::new();
         let mut bfd = Vec::new();
         for (name, running) in &self.running {
             let status = running.handle.status().borrow().clone();
             if let Some(session) = &status.bfd {
-                bfd.push(BfdSessionStatus {
-                    peer: name.clone(),
-                    state: bfd_state(session.state),
-                });
+                let counters = running.bfd_counters.map(|c| c.counters);
+                bfd.push(bfd_session(
+                    name,
+                    session.state,
+                    &counters.unwrap_or_default(),
+                ));
             }
             bgp.push(bgp_session(name, &status));
         }
@@ -446,8 +480,9 @@ impl PeerSet {
         (bgp, bfd)
     }
 
-    /// Copies the sessions' state into `metrics`, and removes the series of peers that no
-    /// longer run.
+    /// Copies the sessions' state into `metrics`, adds what the BFD counters grew by since the
+    /// last call (as of the last [`PeerSet::refresh_bfd_counters`]), and removes the series of
+    /// peers that no longer run.
     pub fn record_metrics(&mut self, metrics: &BgpMetrics) {
         let mut recorded = BTreeSet::new();
         for (name, running) in &mut self.running {
@@ -474,15 +509,22 @@ impl PeerSet {
                     .bfd_session_up
                     .get_or_create(&labels)
                     .set(i64::from(bfd_up));
+                let grown = running
+                    .bfd_counters
+                    .map(|now| bfd_session_growth(running.bfd_recorded.as_ref(), &now));
+                metrics.record_bfd_session(&labels, &grown.unwrap_or_default());
             } else {
-                metrics.bfd_session_up.remove(&labels);
+                metrics.forget_bfd(&labels);
             }
+            running.bfd_recorded = running.bfd_counters;
             recorded.insert(name.clone());
         }
         for gone in self.recorded.difference(&recorded) {
             metrics.forget(gone);
         }
         self.recorded = recorded;
+        metrics.record_bfd_dropped(&self.bfd_dropped_recorded, &self.bfd_dropped);
+        self.bfd_dropped_recorded.clone_from(&self.bfd_dropped);
     }
 
     /// Ends every session (see the module docs for graceful restart) and waits for them.
@@ -528,6 +570,17 @@ fn bgp_state(state: State) -> BgpState {
         State::OpenSent => BgpState::OpenSent,
         State::OpenConfirm => BgpState::OpenConfirm,
         State::Established => BgpState::Established,
+    }
+}
+
+fn bfd_session(name: &str, state: SessionState, counters: &SessionCounters) -> BfdSessionStatus {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    BfdSessionStatus {
+        peer: name.to_owned(),
+        state: bfd_state(state),
+        packets_received: count(counters.packets_in),
+        packets_sent: count(counters.packets_out),
+        state_changes: count(counters.state_changes),
     }
 }
 

@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU8;
+use std::num::{NonZeroU8, NonZeroU32};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -31,8 +31,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::bfd::driver::{
-    DriverConfig, DriverError as BfdDriverError, DriverHandle, HopMode, MULTIHOP_PORT,
-    PeerSpec as BfdPeerSpec, SINGLE_HOP_PORT, SessionEvent, SessionKey,
+    Counters, DriverConfig, DriverError as BfdDriverError, DriverHandle, HopMode, MULTIHOP_PORT,
+    PeerSpec as BfdPeerSpec, SINGLE_HOP_PORT, SessionCounters, SessionEvent, SessionKey,
 };
 use crate::bfd::packet::{Diagnostic, SessionState};
 use crate::bfd::session::{ConfigError as BfdConfigError, SessionConfig, StateChange};
@@ -137,6 +137,26 @@ impl BfdPeerStatus {
     }
 }
 
+/// The BFD driver's counters at one moment, for `SpeakerStatus.bfdSessions` and the metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BfdCounters {
+    /// Driver-wide: every datagram received, sent or dropped (by reason).
+    pub driver: Counters,
+    /// Each session's own counters, by the key a peer's session runs under
+    /// ([`super::PeerHandle::bfd_session`]).
+    pub sessions: HashMap<SessionKey, BfdSessionCounters>,
+}
+
+/// One BFD session's counters and which session they belong to: a session removed and added
+/// again (BFD switched off and on, a new multihop minimum TTL) counts from zero under a new
+/// discriminator, so a reader keeping running totals can tell a restart from a decrease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BfdSessionCounters {
+    /// bfd.LocalDiscr (RFC 5880 §6.8.1), unique among the driver's live sessions.
+    pub discriminator: NonZeroU32,
+    pub counters: SessionCounters,
+}
+
 /// Peer tasks waiting for their BFD session's state changes.
 type Subscribers = Arc<Mutex<HashMap<SessionKey, mpsc::UnboundedSender<StateChange>>>>;
 
@@ -171,6 +191,25 @@ impl BfdHub {
             subscribers,
             dispatch,
         })
+    }
+
+    /// The driver's counters and every session's.
+    pub(super) async fn counters(&self) -> Result<BfdCounters, BfdDriverError> {
+        let driver = self.driver.counters().await?;
+        let sessions = self
+            .driver
+            .sessions()
+            .await?
+            .into_iter()
+            .map(|session| {
+                let counters = BfdSessionCounters {
+                    discriminator: session.local_discriminator,
+                    counters: session.counters,
+                };
+                (session.spec.key(), counters)
+            })
+            .collect();
+        Ok(BfdCounters { driver, sessions })
     }
 
     /// The BFD side of one peer. Hop mode and addresses are fixed with the peer: multihop when
@@ -299,6 +338,11 @@ impl PeerBfd {
             path_failures: self.status.as_ref().map_or(0, |s| s.path_failures),
         });
         Ok(())
+    }
+
+    /// The key the peer's session runs under in the driver, whether or not it runs now.
+    pub(super) fn key(&self) -> SessionKey {
+        self.key
     }
 
     /// The next state change of the session; pending forever while it has none to give.

@@ -645,6 +645,108 @@ fn session_status_carries_state_since_prefixes_and_error_text() {
     assert_eq!(bfd_state(SessionState::AdminDown), BfdState::AdminDown);
 }
 
+#[test]
+fn bfd_session_status_carries_the_session_counters() {
+    let counters = SessionCounters {
+        packets_in: 40,
+        packets_out: 41,
+        send_errors: 2,
+        state_changes: 3,
+    };
+    assert_eq!(
+        bfd_session("tor", SessionState::Up, &counters),
+        BfdSessionStatus {
+            peer: "tor".into(),
+            state: BfdState::Up,
+            packets_received: 40,
+            packets_sent: 41,
+            state_changes: 3,
+        }
+    );
+    let huge = SessionCounters {
+        packets_in: u64::MAX,
+        ..counters
+    };
+    assert_eq!(
+        bfd_session("tor", SessionState::Down, &huge).packets_received,
+        i64::MAX
+    );
+}
+
+// ---- BFD counters to metrics -----------------------------------------------------------------
+
+fn bfd_sample(
+    discriminator: u32,
+    packets_in: u64,
+    packets_out: u64,
+    send_errors: u64,
+    state_changes: u64,
+) -> BfdSessionCounters {
+    BfdSessionCounters {
+        discriminator: std::num::NonZeroU32::new(discriminator).expect("nonzero"),
+        counters: SessionCounters {
+            packets_in,
+            packets_out,
+            send_errors,
+            state_changes,
+        },
+    }
+}
+
+#[test]
+fn bfd_counters_grow_by_the_difference_and_count_a_replaced_session_from_zero() {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("ferrolb");
+    let metrics = BgpMetrics::register(&mut registry);
+    let tor = PeerLabels { peer: "tor".into() };
+    let first = bfd_sample(7, 10, 12, 0, 2);
+    let later = bfd_sample(7, 15, 18, 1, 2);
+    // BFD switched off and on: a new discriminator, counting from zero.
+    let replaced = bfd_sample(9, 4, 5, 0, 1);
+    let mut recorded = None;
+    for sample in [first, later, later, replaced] {
+        metrics.record_bfd_session(&tor, &bfd_session_growth(recorded.as_ref(), &sample));
+        recorded = Some(sample);
+    }
+    assert_exposes(
+        &registry,
+        &[
+            "ferrolb_bfd_packets_received_total{peer=\"tor\"} 19",
+            "ferrolb_bfd_packets_sent_total{peer=\"tor\"} 23",
+            "ferrolb_bfd_send_errors_total{peer=\"tor\"} 1",
+            "ferrolb_bfd_session_state_changes_total{peer=\"tor\"} 3",
+        ],
+    );
+
+    metrics.forget_bfd(&tor);
+    let text = metrics_text(&registry);
+    assert!(!text.contains("peer=\"tor\""), "BFD series left:\n{text}");
+}
+
+#[test]
+fn bfd_drops_are_counted_by_reason_label() {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("ferrolb");
+    let metrics = BgpMetrics::register(&mut registry);
+    let first = BTreeMap::from([
+        (DropReason::TtlNot255, 3),
+        (DropReason::Invalid("truncated"), 1),
+    ]);
+    metrics.record_bfd_dropped(&BTreeMap::new(), &first);
+    let later = BTreeMap::from([
+        (DropReason::TtlNot255, 5),
+        (DropReason::Invalid("truncated"), 1),
+        (DropReason::NoSession, 2),
+    ]);
+    metrics.record_bfd_dropped(&first, &later);
+    assert_exposes(
+        &registry,
+        &[
+            "ferrolb_bfd_packets_dropped_total{reason=\"ttl_not_255\"} 5",
+            "ferrolb_bfd_packets_dropped_total{reason=\"truncated\"} 1",
+            "ferrolb_bfd_packets_dropped_total{reason=\"no_session\"} 2",
+        ],
+    );
+}
+
 // ---- driven on loopback ----------------------------------------------------------------------
 
 /// Polls `done` every 50 ms for up to 10 s.
@@ -661,6 +763,15 @@ async fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
 fn metrics_text(registry: &prometheus_client::registry::Registry) -> String {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+    text
+}
+
+/// The registry's exposition, once it is known to hold each of `lines`.
+fn assert_exposes(registry: &prometheus_client::registry::Registry, lines: &[&str]) -> String {
+    let text = metrics_text(registry);
+    for line in lines {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
     text
 }
 
@@ -765,19 +876,21 @@ async fn peer_set_runs_a_session_reports_status_refusals_and_metrics_and_stops_a
     let mut registry = prometheus_client::registry::Registry::with_prefix("ferrolb");
     let metrics = BgpMetrics::register(&mut registry);
     set.record_metrics(&metrics);
-    let text = metrics_text(&registry);
-    for line in [
-        "ferrolb_bgp_session_up{peer=\"tor\"} 1",
-        "ferrolb_bgp_prefixes_announced{peer=\"tor\"} 1",
-        // The route, then End-of-RIB (RFC 4724 §2).
-        "ferrolb_bgp_updates_sent_total{peer=\"tor\"} 2",
-    ] {
-        assert!(text.contains(line), "{line} missing from:\n{text}");
-    }
-    assert!(
-        !text.contains("ferrolb_bfd_session_up{"),
-        "no BFD configured:\n{text}"
+    let text = assert_exposes(
+        &registry,
+        &[
+            "ferrolb_bgp_session_up{peer=\"tor\"} 1",
+            "ferrolb_bgp_prefixes_announced{peer=\"tor\"} 1",
+            // The route, then End-of-RIB (RFC 4724 §2).
+            "ferrolb_bgp_updates_sent_total{peer=\"tor\"} 2",
+        ],
     );
+    for bfd_series in ["bfd_session_up{", "bfd_packets_received_total{"] {
+        assert!(
+            !text.contains(&format!("ferrolb_{bfd_series}")),
+            "no BFD configured:\n{text}"
+        );
+    }
 
     // The BGPPeer no longer selects the node: Cease / Peer De-configured, and its series go.
     let nothing = BTreeMap::new();

@@ -26,7 +26,7 @@ fn single_hop_listener(address: IpAddr) -> DriverConfig {
 }
 
 struct Protected {
-    _a: Speaker,
+    a: Speaker,
     to_b: PeerHandle,
     _b: Speaker,
     to_a: PeerHandle,
@@ -75,7 +75,7 @@ impl Protected {
         spec_b.ttl = None;
         let to_a = speaker_b.add_peer(spec_b, Routes::new()).expect("peer a");
         let fixture = Protected {
-            _a: speaker_a,
+            a: speaker_a,
             to_b,
             _b: speaker_b,
             to_a,
@@ -200,6 +200,66 @@ async fn profile_change_retimes_bfd_without_resetting_bgp_or_bfd() {
     .await;
 }
 
+/// A's counters of its session with B, polled every 50 ms until `done` holds (10 s at most).
+async fn wait_counters(
+    pair: &Protected,
+    what: &str,
+    done: impl Fn(Option<&BfdSessionCounters>) -> bool,
+) -> Option<BfdSessionCounters> {
+    let key = pair.to_b.bfd_session().expect("bound to BFD");
+    for _ in 0..200 {
+        let counters = pair
+            .a
+            .bfd_counters()
+            .await
+            .expect("the driver answers")
+            .expect("BFD started");
+        let session = counters.sessions.get(&key).copied();
+        if done(session.as_ref()) {
+            return session;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 10 s");
+}
+
+#[tokio::test]
+async fn speaker_counts_each_bfd_session_under_the_peers_key_from_zero_when_replaced() {
+    let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 69));
+    let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 70));
+    let pair = Protected::up(a, b).await;
+    let up = wait_counters(&pair, "packets both ways", |s| {
+        s.is_some_and(|s| s.counters.packets_in > 0 && s.counters.packets_out > 0)
+    })
+    .await
+    .expect("session");
+    // Down, then Init or Up, then Up: the way up is at least one change.
+    assert!(up.counters.state_changes >= 1, "{up:?}");
+    assert_eq!(up.counters.send_errors, 0, "{up:?}");
+    // Ten more intervals of 50 ms.
+    let grown = wait_counters(&pair, "more packets received", |s| {
+        s.is_some_and(|s| s.counters.packets_in > up.counters.packets_in + 10)
+    })
+    .await
+    .expect("session");
+    assert_eq!(grown.discriminator, up.discriminator, "the same session");
+
+    // BFD off: the session leaves the driver; on again: a new session, counting from zero.
+    pair.to_b.set_bfd_profile(None).expect("BFD off");
+    wait_counters(&pair, "the session removed", |s| s.is_none()).await;
+    pair.to_b
+        .set_bfd_profile(Some(profile(50)))
+        .expect("BFD on");
+    let again = wait_counters(&pair, "a new session", |s| s.is_some())
+        .await
+        .expect("session");
+    assert_ne!(again.discriminator, up.discriminator);
+    assert!(
+        again.counters.packets_out < grown.counters.packets_out,
+        "{again:?} counts on from {grown:?}"
+    );
+}
+
 #[tokio::test]
 async fn bfd_profile_refused_without_bfd_running_or_a_local_address() {
     let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 67));
@@ -212,6 +272,10 @@ async fn bfd_profile_refused_without_bfd_running_or_a_local_address() {
         None,
     );
     protected.bfd = Some(profile(100));
+    assert_eq!(
+        speaker.bfd_counters().await.expect("no driver to ask"),
+        None
+    );
     let refused = speaker.add_peer(protected.clone(), Routes::new());
     assert!(
         matches!(
