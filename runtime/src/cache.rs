@@ -106,55 +106,65 @@ impl<P> Projection<P> {
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
-    /// Applies one watch event, reducing objects with `project`. `listing` holds a re-list in
-    /// progress (between `Init` and `InitDone`).
+    /// Applies one watch event, reducing objects with `project`; says whether what the cache
+    /// shows changed. `listing` holds a re-list in progress (between `Init` and `InitDone`).
     fn apply<K: Resource>(
         &self,
         event: watcher::Event<K>,
         project: &impl Fn(&K) -> Option<P>,
         listing: &mut Option<HashMap<ObjectKey, P>>,
-    ) {
+    ) -> bool
+    where
+        P: PartialEq,
+    {
         let mut objects = self
             .shared
             .objects
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         match event {
-            watcher::Event::Apply(object) => match project(&object) {
-                Some(value) => {
-                    objects.insert(ObjectKey::of(&object), value);
+            watcher::Event::Apply(object) => {
+                let key = ObjectKey::of(&object);
+                match project(&object) {
+                    Some(value) if objects.get(&key) == Some(&value) => false,
+                    Some(value) => {
+                        objects.insert(key, value);
+                        true
+                    }
+                    None => objects.remove(&key).is_some(),
                 }
-                None => {
-                    objects.remove(&ObjectKey::of(&object));
-                }
-            },
-            watcher::Event::Delete(object) => {
-                objects.remove(&ObjectKey::of(&object));
             }
-            watcher::Event::Init => *listing = Some(HashMap::new()),
+            watcher::Event::Delete(object) => objects.remove(&ObjectKey::of(&object)).is_some(),
+            watcher::Event::Init => {
+                *listing = Some(HashMap::new());
+                false
+            }
             watcher::Event::InitApply(object) => {
                 if let Some(value) = project(&object) {
                     listing
                         .get_or_insert_with(HashMap::new)
                         .insert(ObjectKey::of(&object), value);
                 }
+                false
             }
             watcher::Event::InitDone => {
                 *objects = listing.take().unwrap_or_default();
                 drop(objects);
                 self.shared.ready.send_replace(true);
+                true
             }
         }
     }
 }
 
 /// Watches every object of `api`'s kind in a task of its own, keeping `project(object)` of each in
-/// the returned cache, and wakes `changed` after every event.
+/// the returned cache, and wakes `changed` when what the cache shows changed: an edit of a field
+/// the projection leaves out (another node's counters, a condition nobody reads) wakes no one.
 pub fn project<K, P, F>(api: Api<K>, project: F, changed: Arc<Notify>) -> Projection<P>
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + 'static,
     K: serde::de::DeserializeOwned,
-    P: Send + Sync + 'static,
+    P: PartialEq + Send + Sync + 'static,
     F: Fn(&K) -> Option<P> + Send + 'static,
 {
     let cache = Projection::default();
@@ -165,8 +175,9 @@ where
         while let Some(event) = events.next().await {
             match event {
                 Ok(event) => {
-                    writer.apply(event, &project, &mut listing);
-                    changed.notify_one();
+                    if writer.apply(event, &project, &mut listing) {
+                        changed.notify_one();
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying");
@@ -244,19 +255,23 @@ mod tests {
     }
 
     #[test]
-    fn applies_and_deletes_keep_only_projected_objects() {
+    fn applies_and_deletes_keep_only_projected_objects_and_report_real_changes() {
         let cache = Projection::default();
         let mut listing = None;
-        for event in [
+        let changed: Vec<bool> = [
             watcher::Event::Init,
             watcher::Event::InitDone,
             watcher::Event::Apply(config_map("a", "x", "1")),
             watcher::Event::Apply(config_map("b", "x", "2")),
             watcher::Event::Apply(config_map("a", "y", "skip")),
             watcher::Event::Apply(config_map("a", "x", "3")),
-        ] {
-            cache.apply(event, &value, &mut listing);
-        }
+            // The same projection again (an edit of a field the projection leaves out).
+            watcher::Event::Apply(config_map("a", "x", "3")),
+        ]
+        .into_iter()
+        .map(|event| cache.apply(event, &value, &mut listing))
+        .collect();
+        assert_eq!(changed, [false, true, true, true, false, true, false]);
         assert_eq!(
             contents(&cache),
             [
@@ -265,16 +280,21 @@ mod tests {
             ]
         );
         // An object edited so that the projection drops it leaves nothing behind.
-        cache.apply(
+        assert!(cache.apply(
             watcher::Event::Apply(config_map("b", "x", "skip")),
             &value,
             &mut listing,
-        );
-        cache.apply(
+        ));
+        assert!(cache.apply(
             watcher::Event::Delete(config_map("a", "x", "3")),
             &value,
             &mut listing,
-        );
+        ));
+        assert!(!cache.apply(
+            watcher::Event::Delete(config_map("a", "y", "skip")),
+            &value,
+            &mut listing,
+        ));
         assert!(contents(&cache).is_empty());
     }
 
