@@ -13,8 +13,22 @@ use ferrolb_speaker::agent::{self, AgentConfig};
 use ferrolb_speaker::bgp::peer_set::BgpMetrics;
 use prometheus_client::registry::Registry;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Worker threads of the runtime. The speaker's work is I/O and small computations; two workers
+/// keep packets (ARP/NDP, heartbeats, BGP, BFD) answered while the other recomputes the desired
+/// state, and more would only cost memory on a large node.
+const WORKER_THREADS: usize = 2;
+
+fn main() -> anyhow::Result<()> {
+    ferrolb_speaker::sys::single_malloc_arena().context("malloc arena limit")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = SpeakerArgs::from_env();
     logging::init(&args.log).context("logging")?;
     let shutdown = shutdown::on_signals().context("signal handlers")?;

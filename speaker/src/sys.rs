@@ -10,6 +10,7 @@
 //!   one interface and EtherType.
 //! - tokio registration of sockets tokio has no type for (the layer-2 driver's packet and
 //!   netlink sockets).
+//! - `mallopt(M_ARENA_MAX)` (mallopt(3)): one glibc malloc arena for the whole process.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -146,6 +147,33 @@ pub fn packet_bind_address(ifindex: u32, ethertype: u16) -> io::Result<SockAddr>
         })
     }?;
     Ok(address)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory: one malloc arena
+// ---------------------------------------------------------------------------------------------
+
+/// Limits glibc malloc to one arena (`M_ARENA_MAX`, mallopt(3)). glibc gives threads that
+/// allocate at the same moment arenas of their own, and each arena keeps its own free and
+/// fragmented memory: with tokio's worker threads that was a third of the speaker's RSS at 3,000
+/// Services (docs/BENCHMARKS.md), while the speaker allocates far too rarely for one arena's
+/// lock to matter. Call it first in `main`, before any other thread exists.
+#[cfg(target_env = "gnu")]
+pub fn single_malloc_arena() -> io::Result<()> {
+    // SAFETY: mallopt takes two integers and changes only malloc's own tuning parameters; it is
+    // called before any other thread exists, so no allocation can run concurrently with it.
+    let accepted = unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    if accepted == 1 {
+        Ok(())
+    } else {
+        Err(io::Error::other("mallopt(M_ARENA_MAX, 1) was refused"))
+    }
+}
+
+/// Other C libraries have no per-thread arenas to limit.
+#[cfg(not(target_env = "gnu"))]
+pub fn single_malloc_arena() -> io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]

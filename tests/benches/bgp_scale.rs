@@ -36,9 +36,8 @@ use ferrolb_config::crd::speaker_status::BgpState;
 use ferrolb_lab::netns;
 use ferrolb_lab::routers::{Family as RibFamily, RouterKind, RouterOptions};
 use ferrolb_lab::topology::{Topology, TopologyOptions, plan};
-use ferrolb_speaker::bgp::driver::Routes;
 use ferrolb_speaker::bgp::packet::Community;
-use ferrolb_speaker::bgp::rib_out::RouteAttributes;
+use ferrolb_speaker::bgp::rib_out::{RouteAttributes, Routes};
 use ipnet::{IpNet, Ipv6Net};
 use peer_set_lab::{NODE, NodePeerSet, config, peer_yaml, router_address};
 

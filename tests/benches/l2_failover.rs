@@ -15,8 +15,9 @@
 //!   clock starts and a Service requesting a known IP (`ferrolb.io/loadBalancerIPs`) is created
 //!   while the client probes that IP every 10 ms; the figure is the first probe *answer*.
 //! - **Memory** (`--scale N`, 0 skips): N IPv6 Services (each with an EndpointSlice) in a pool
-//!   whose advertisement prefers node 1, so node 1 announces all N; VmRSS and VmHWM of every
-//!   speaker once node 1's `ferrolb_l2_announced_ips` reaches N.
+//!   whose advertisement prefers node 1, created while the speakers are stopped; the speakers
+//!   start, node 1 announces all N; VmRSS and VmHWM of every speaker 5 s after node 1's
+//!   `ferrolb_l2_announced_ips` reaches N.
 //!
 //! Not part of `cargo test`: run as root with
 //! `cargo bench -p ferrolb-lab --profile dev --bench l2_failover -- [--trials N] [--scale N]
@@ -359,6 +360,11 @@ impl Bench<'_> {
             }),
         )
         .await?;
+        // Steady state, as in the BGP benchmark: the objects are created with the speakers
+        // stopped, so the figure is what a speaker holds with them, not the creation ramp's.
+        for index in NODES {
+            self.install.signal_speaker(index, Signal::SIGTERM)?;
+        }
         let started = Instant::now();
         let this = &*self;
         futures::stream::iter(0..services)
@@ -386,6 +392,10 @@ impl Bench<'_> {
             "created {services} Services and EndpointSlices in {:.1?}",
             started.elapsed()
         );
+        let started = Instant::now();
+        for index in NODES {
+            self.install.start_speaker(self.lab, index)?;
+        }
         // Node 1 also announces the two failover Services of the L2 pool when it owns them.
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
@@ -395,7 +405,7 @@ impl Bench<'_> {
                 .unwrap_or(0.0);
             if announced >= services as f64 {
                 println!(
-                    "node 1 announces {announced} IPs, {:.1?} after the first create",
+                    "node 1 announces {announced} IPs, {:.1?} after the speakers started",
                     started.elapsed()
                 );
                 break;

@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime};
 use ferrolb_lab::netns;
 use ferrolb_lab::routers::{RouterKind, RouterOptions};
 use ferrolb_lab::topology::{Topology, TopologyOptions, plan};
-use ferrolb_speaker::bgp::driver::{PeerHandle, PeerSpec, PeerStatus, Routes, Speaker};
+use ferrolb_speaker::bgp::driver::{PeerHandle, PeerSpec, PeerStatus, Speaker};
 use ferrolb_speaker::bgp::fsm::{GracefulRestartConfig, PeerAs, PeerConfig, State};
 use ferrolb_speaker::bgp::packet::{CeaseSubcode, Community, Family, LargeCommunity};
-use ferrolb_speaker::bgp::rib_out::{NextHops, RouteAttributes};
+use ferrolb_speaker::bgp::rib_out::{NextHops, RouteAttributes, Routes};
 use ipnet::IpNet;
 
 const SESSION_UP: Duration = Duration::from_secs(30);

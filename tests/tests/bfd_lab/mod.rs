@@ -12,10 +12,10 @@ use ferrolb_lab::netns;
 use ferrolb_lab::routers::{Family as RibFamily, RouterKind, RouterOptions};
 use ferrolb_lab::topology::{Topology, TopologyOptions, plan};
 use ferrolb_speaker::bfd::driver::DriverConfig;
-use ferrolb_speaker::bgp::driver::{BfdProfile, PeerHandle, PeerSpec, PeerStatus, Routes, Speaker};
+use ferrolb_speaker::bgp::driver::{BfdProfile, PeerHandle, PeerSpec, PeerStatus, Speaker};
 use ferrolb_speaker::bgp::fsm::{PeerAs, PeerConfig, State};
 use ferrolb_speaker::bgp::packet::Family;
-use ferrolb_speaker::bgp::rib_out::{NextHops, RouteAttributes};
+use ferrolb_speaker::bgp::rib_out::{NextHops, RouteAttributes, Routes};
 use ipnet::IpNet;
 
 use super::node_runtime::NodeRuntime;

@@ -12,8 +12,9 @@ use ferrolb_config::crd::speaker_status::{BfdSessionStatus, BgpSessionStatus};
 use ferrolb_config::model::{self, Config, Objects, SecretRef};
 use ferrolb_lab::routers::RouterKind;
 use ferrolb_lab::topology::{Topology, plan};
-use ferrolb_speaker::bgp::driver::{Routes, Speaker};
+use ferrolb_speaker::bgp::driver::Speaker;
 use ferrolb_speaker::bgp::peer_set::{PeerSet, PeerSetInputs};
+use ferrolb_speaker::bgp::rib_out::Routes;
 use ferrolb_speaker::desired::{self, Endpoint, InterfaceExclusions, Node, Service, TrafficPolicy};
 use serde::de::DeserializeOwned;
 
