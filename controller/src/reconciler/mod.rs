@@ -10,10 +10,14 @@
 //!   reconciled, so a restart or failover moves no IP (SPEC §4 stability invariant).
 //! - **Only the leader writes.** A standby keeps its caches warm and answers `/readyz`, but its
 //!   reconciles do nothing; losing the Lease drops the allocator.
-//! - **Writes on change only.** A reconcile compares what the Service shows with what it should
-//!   show ([`service::published`] vs [`service::desired`]) and writes (server-side apply, one
-//!   field manager, status subresource for ingress and condition, the object for the pool
-//!   annotation) and emits Events only when they differ, so resyncs are silent.
+//! - **Writes on change only, one request each.** A reconcile compares what the Service shows
+//!   with what it should show ([`service::published`] vs [`service::desired`]) and writes and
+//!   emits Events only when they differ, so resyncs and restarts are silent. The write is one
+//!   server-side apply (one field manager) to the status subresource carrying ingress,
+//!   condition and the pool annotation: the API server keeps metadata changes made through a
+//!   Service's status (docs/reconciler-decisions.md).
+//! - **Events off the critical path.** They go into a bounded, coalescing
+//!   [`EventQueue`] sent by a background task; a reconcile never waits for one.
 //! - **Pool changes** (a pool's generation, or Namespace labels, which pool namespace selectors
 //!   read) rebuild the snapshot and call [`Allocator::set_pools`]; every Service is then
 //!   reconciled, and those that lost their IP get a new one with an `IPReleased` Event naming why.
@@ -32,7 +36,7 @@ use std::time::{Duration, Instant};
 use ferrolb_config::crd::IPAddressPool;
 use ferrolb_config::model::{self, Config, Diagnostic, Objects};
 use ferrolb_runtime::cache::drop_managed_fields;
-use ferrolb_runtime::events::{EventNote, EventPublisher, EventType};
+use ferrolb_runtime::events::{EventNote, EventPublisher, EventQueue, EventType};
 use ferrolb_runtime::leader::Leadership;
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -65,6 +69,15 @@ const POOL_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 /// flight already keep the API server busy; more only queue there.
 const RECONCILE_CONCURRENCY: u16 = 32;
 
+/// Events waiting to be published at most. A cold start of thousands of new Services produces
+/// one `IPAllocated` each, faster than they can be sent without slowing the status writes;
+/// those beyond this are dropped and counted (`ferrolb_events_dropped_total`).
+const EVENT_QUEUE_CAPACITY: usize = 1024;
+
+/// Event creates in flight: a small share of the API server next to [`RECONCILE_CONCURRENCY`]
+/// status writes, which are what users wait for.
+const EVENTS_IN_FLIGHT: usize = 4;
+
 /// Why a reconcile failed; retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -96,7 +109,7 @@ struct Context {
     client: Client,
     filter: ClassFilter,
     leadership: Leadership,
-    events: EventPublisher,
+    events: EventQueue,
     metrics: ControllerMetrics,
     services: Store<Service>,
     pools: Store<IPAddressPool>,
@@ -122,7 +135,8 @@ struct State {
     waiting: BTreeSet<ServiceKey>,
     /// What we last wrote per Service, with the `resourceVersion` the write was based on; used
     /// instead of the cached object while the cache still holds that version, so a trigger that
-    /// arrives before our own write comes back neither rewrites nor re-announces it.
+    /// arrives before our own write comes back neither rewrites nor re-announces it. Dropped
+    /// once the cache holds a newer version: then the cache shows the write.
     written: BTreeMap<ServiceKey, (Option<String>, Published)>,
     /// Consecutive failed reconciles per Service, for the retry backoff.
     failures: BTreeMap<ServiceKey, u32>,
@@ -307,9 +321,12 @@ impl Context {
                 displaced: Vec::new(),
             });
         }
-        let before = match state.written.get(key) {
-            Some((version, written)) if *version == svc.metadata.resource_version => {
-                written.clone()
+        let before = match state.written.remove(key) {
+            Some((version, written)) if version == svc.metadata.resource_version => {
+                state
+                    .written
+                    .insert(key.clone(), (version, written.clone()));
+                written
             }
             _ => service::published(svc),
         };
@@ -361,6 +378,10 @@ impl Context {
         })
     }
 
+    /// One server-side apply to the status subresource with ingress, condition and pool
+    /// annotation. A Service written by an earlier version holds the annotation through a
+    /// second apply to the object; when the status apply cannot remove it (that apply still
+    /// owns it), one apply to the object without it does, once.
     async fn write(
         &self,
         key: &ServiceKey,
@@ -399,42 +420,44 @@ impl Context {
                 "lastTransitionTime": since,
             }]);
         }
-        let status_patch = json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": key.name, "namespace": key.namespace},
-            "status": status,
-        });
-        api.patch_status(&key.name, &params, &Patch::Apply(&status_patch))
-            .await
-            .map_err(|source| ReconcileError::Write {
-                what: "status",
+        let write_error = |what| {
+            move |source| ReconcileError::Write {
+                what,
                 service: key.clone(),
                 source: Box::new(source),
-            })?;
-        let shown_pool = svc
+            }
+        };
+        let written = api
+            .patch_status(
+                &key.name,
+                &params,
+                &Patch::Apply(&apply_patch(key, after.pool.as_deref(), Some(status))),
+            )
+            .await
+            .map_err(write_error("status"))?;
+        let shown_pool = written
             .metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get(service::ALLOCATED_FROM_POOL));
         if shown_pool != after.pool.as_ref() {
-            let mut metadata = json!({"name": key.name, "namespace": key.namespace});
-            if let Some(pool) = &after.pool {
-                metadata["annotations"] = json!({ service::ALLOCATED_FROM_POOL: pool });
-            }
-            let patch = json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata});
-            api.patch(&key.name, &params, &Patch::Apply(&patch))
-                .await
-                .map_err(|source| ReconcileError::Write {
-                    what: "annotation",
-                    service: key.clone(),
-                    source: Box::new(source),
-                })?;
+            tracing::debug!(service = %key, "pool annotation held by an apply to the object; rewriting it there");
+            api.patch(
+                &key.name,
+                &params,
+                &Patch::Apply(&apply_patch(key, after.pool.as_deref(), None)),
+            )
+            .await
+            .map_err(write_error("annotation"))?;
         }
         Ok(())
     }
 
-    async fn publish(&self, svc: &Service, events: Vec<service::ServiceEvent>) {
+    /// Queues the Events; never waits for the API server.
+    fn publish(&self, svc: &Service, events: Vec<service::ServiceEvent>) {
+        if events.is_empty() {
+            return;
+        }
         let reference: ObjectReference = svc.object_ref(&());
         for event in events {
             let event = EventNote {
@@ -447,12 +470,30 @@ impl Context {
                 note: event.note,
                 action: "Allocate".to_owned(),
             };
-            // An Event lost is not worth retrying the whole reconcile for.
-            if let Err(error) = self.events.publish(&event, &reference).await {
-                tracing::warn!(%error, reason = %event.reason, "publishing Event");
+            if let Err(dropped) = self.events.push(event, reference.clone()) {
+                self.metrics.event_dropped();
+                tracing::debug!(%dropped, "Event dropped");
             }
         }
     }
+}
+
+/// A server-side apply of a Service carrying the pool annotation (when any) and, for the status
+/// subresource, `status`. Leaving the annotation out removes it when this field manager held it.
+fn apply_patch(
+    key: &ServiceKey,
+    pool: Option<&str>,
+    status: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut metadata = json!({"name": key.name, "namespace": key.namespace});
+    if let Some(pool) = pool {
+        metadata["annotations"] = json!({ service::ALLOCATED_FROM_POOL: pool });
+    }
+    let mut patch = json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata});
+    if let Some(status) = status {
+        patch["status"] = status;
+    }
+    patch
 }
 
 /// The allocator error variant, for the metrics' `reason` label.
@@ -550,7 +591,7 @@ async fn reconcile_leading(svc: &Service, ctx: &Context) -> Result<Action, Recon
         &decision.displaced,
         &decision.aliases,
     );
-    ctx.publish(svc, events).await;
+    ctx.publish(svc, events);
     ctx.pool_status_due.notify_one();
     if !decision.freed.is_empty()
         || (!decision.before.ips.is_empty() && decision.before.ips != after.ips)
@@ -666,7 +707,7 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
     let (requeue_tx, requeue_rx) = mpsc::unbounded::<ObjectRef<Service>>();
     let applied_tx = requeue_tx.clone();
     let ctx = Arc::new(Context {
-        events: EventPublisher::new(client.clone(), FIELD_MANAGER, config.identity),
+        events: EventQueue::new(EVENT_QUEUE_CAPACITY),
         client: client.clone(),
         filter: config.filter,
         leadership: config.leadership.clone(),
@@ -726,6 +767,11 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
 
     tokio::spawn(leadership_task(ctx.clone(), config.leadership, trigger_all));
     tokio::spawn(pool_status_task(ctx.clone(), shutdown.clone()));
+    tokio::spawn(ctx.events.clone().run(
+        EventPublisher::new(client.clone(), FIELD_MANAGER, config.identity),
+        EVENTS_IN_FLIGHT,
+        shutdown.clone(),
+    ));
 
     Controller::for_stream(
         futures::stream::pending::<Result<Service, watcher::Error>>(),
