@@ -25,6 +25,7 @@
 //!   waiting for an address are then reconciled again.
 //! - Errors are retried with backoff by [`error_policy`].
 
+pub mod cached;
 pub mod pool_status;
 pub mod service;
 
@@ -40,7 +41,7 @@ use ferrolb_runtime::events::{EventNote, EventPublisher, EventQueue, EventType};
 use ferrolb_runtime::leader::Leadership;
 use futures::StreamExt;
 use futures::channel::mpsc;
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
@@ -52,6 +53,7 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use self::cached::CachedService;
 use self::service::{Outcome, Published};
 use crate::allocator::{AllocError, Allocator, RejectedIp, ServiceKey, pools_from_config};
 use crate::metrics::ControllerMetrics;
@@ -111,14 +113,14 @@ struct Context {
     leadership: Leadership,
     events: EventQueue,
     metrics: ControllerMetrics,
-    services: Store<Service>,
+    services: Store<CachedService>,
     pools: Store<IPAddressPool>,
     namespaces: Store<Namespace>,
     state: Mutex<State>,
     /// Wakes the pool status writer after the allocator changed.
     pool_status_due: Notify,
     /// Services to reconcile again (waiting for an address that may have been freed).
-    requeue: mpsc::UnboundedSender<ObjectRef<Service>>,
+    requeue: mpsc::UnboundedSender<ObjectRef<CachedService>>,
 }
 
 /// The allocator and what it was built from. Only present while leading.
@@ -247,7 +249,7 @@ impl Context {
             .services
             .state()
             .into_iter()
-            .filter(|s| self.filter.serves(s))
+            .filter(|s| service::serves(&self.filter, s))
             .filter_map(|s| {
                 let published = service::published(&s);
                 let key = service::key_of(&s)?;
@@ -300,7 +302,7 @@ impl Context {
 
     /// Decides for one Service under the lock: what it gets, what it showed, and the extras
     /// for Events.
-    fn decide(&self, key: &ServiceKey, svc: &Service) -> Result<Decision, ReconcileError> {
+    fn decide(&self, key: &ServiceKey, svc: &CachedService) -> Result<Decision, ReconcileError> {
         let mut state = self.lock();
         // Deleted while this reconcile was queued: the store drops it before the deletion
         // reaches `forget`, so checking under the lock closes the gap in which an address could
@@ -331,7 +333,7 @@ impl Context {
             _ => service::published(svc),
         };
         let mut freed = Vec::new();
-        let (outcome, aliases) = if self.filter.serves(svc) {
+        let (outcome, aliases) = if service::serves(&self.filter, svc) {
             match service::request_of(key, svc) {
                 Ok((request, aliases)) => {
                     let allocator = self.allocator(&mut state)?;
@@ -385,16 +387,11 @@ impl Context {
     async fn write(
         &self,
         key: &ServiceKey,
-        svc: &Service,
+        svc: &CachedService,
         after: &Published,
     ) -> Result<(), ReconcileError> {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        let api: Api<CachedService> = Api::namespaced(self.client.clone(), &key.namespace);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let before_condition = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == service::IP_ALLOCATED));
         let mut status = json!({});
         if !after.ips.is_empty() {
             let ingress: Vec<_> = after
@@ -407,9 +404,12 @@ impl Context {
         if let Some(condition) = &after.condition {
             let status_text = if condition.status { "True" } else { "False" };
             // Kubernetes API conventions: the transition time moves only when the status does.
-            let since = before_condition
-                .filter(|c| c.status == status_text)
-                .map(|c| c.last_transition_time.clone())
+            let since = svc
+                .status
+                .condition
+                .as_ref()
+                .filter(|c| c.status == condition.status)
+                .and_then(|c| c.last_transition_time.clone())
                 .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
             status["conditions"] = json!([{
                 "type": service::IP_ALLOCATED,
@@ -435,12 +435,7 @@ impl Context {
             )
             .await
             .map_err(write_error("status"))?;
-        let shown_pool = written
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(service::ALLOCATED_FROM_POOL));
-        if shown_pool != after.pool.as_ref() {
+        if written.status.pool.as_deref() != after.pool.as_deref() {
             tracing::debug!(service = %key, "pool annotation held by an apply to the object; rewriting it there");
             api.patch(
                 &key.name,
@@ -454,7 +449,7 @@ impl Context {
     }
 
     /// Queues the Events; never waits for the API server.
-    fn publish(&self, svc: &Service, events: Vec<service::ServiceEvent>) {
+    fn publish(&self, svc: &CachedService, events: Vec<service::ServiceEvent>) {
         if events.is_empty() {
             return;
         }
@@ -538,7 +533,7 @@ fn released_ips(released: Option<crate::allocator::Assignment>) -> Vec<IpAddr> {
 }
 
 /// Reconciles one Service: decide under the lock, then write and announce outside it.
-async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+async fn reconcile(svc: Arc<CachedService>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     if !ctx.leadership.is_leader() {
         return Ok(Action::await_change());
     }
@@ -558,7 +553,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Recon
     result
 }
 
-async fn reconcile_leading(svc: &Service, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn reconcile_leading(svc: &CachedService, ctx: &Context) -> Result<Action, ReconcileError> {
     let key = service::key_of(svc).ok_or(ReconcileError::NoKey)?;
     let decision = ctx.decide(&key, svc)?;
     let after = service::desired(&decision.outcome, svc.metadata.generation);
@@ -609,7 +604,7 @@ async fn reconcile_leading(svc: &Service, ctx: &Context) -> Result<Action, Recon
 
 /// Conflicts and unreachable API servers are retried with backoff per Service, doubling from
 /// [`FIRST_RETRY`] to [`LAST_RETRY`]; a success resets it.
-fn error_policy(svc: Arc<Service>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+fn error_policy(svc: Arc<CachedService>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let failures = service::key_of(&svc).map_or(1, |key| {
         let mut state = ctx.lock();
         let failures = state.failures.entry(key).or_insert(0);
@@ -704,7 +699,7 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
     // Services to reconcile, from the watch and from the reconciler itself. References, not
     // objects: while every reconcile slot is busy (a cold start) this queue backs up, and
     // full Service copies in it cost megabytes for nothing — the store has the object.
-    let (requeue_tx, requeue_rx) = mpsc::unbounded::<ObjectRef<Service>>();
+    let (requeue_tx, requeue_rx) = mpsc::unbounded::<ObjectRef<CachedService>>();
     let applied_tx = requeue_tx.clone();
     let ctx = Arc::new(Context {
         events: EventQueue::new(EVENT_QUEUE_CAPACITY),
@@ -721,14 +716,11 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
     });
     let service_task = {
         let ctx = ctx.clone();
-        let api = Api::<Service>::all(client.clone());
+        let api = Api::<CachedService>::all(client.clone());
         async move {
             let mut events = std::pin::pin!(
-                reflector(
-                    service_writer,
-                    watcher(api, watcher::Config::default()).modify(service::slim),
-                )
-                .default_backoff()
+                reflector(service_writer, watcher(api, watcher::Config::default()))
+                    .default_backoff()
             );
             while let Some(event) = events.next().await {
                 match event {
@@ -774,7 +766,7 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
     ));
 
     Controller::for_stream(
-        futures::stream::pending::<Result<Service, watcher::Error>>(),
+        futures::stream::pending::<Result<CachedService, watcher::Error>>(),
         service_reader,
     )
     .reconcile_all_on(all_rx)
