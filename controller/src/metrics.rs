@@ -75,6 +75,7 @@ pub struct ControllerMetrics {
     reconcile_duration: Histogram,
     allocations: Family<PoolLabels, Counter>,
     allocation_failures: Family<ReasonLabels, Counter>,
+    events_dropped: Counter,
     pool_addresses: Family<PoolLabels, AddressGauge>,
     pool_addresses_in_use: Family<PoolLabels, AddressGauge>,
     config_valid: Gauge,
@@ -92,6 +93,7 @@ impl ControllerMetrics {
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 12)),
             allocations: Family::default(),
             allocation_failures: Family::default(),
+            events_dropped: Counter::default(),
             pool_addresses: Family::default(),
             pool_addresses_in_use: Family::default(),
             config_valid: Gauge::default(),
@@ -122,6 +124,11 @@ impl ControllerMetrics {
             "allocation_failures",
             "Services that could not get an address, by reason",
             metrics.allocation_failures.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events not published because the Event queue was full",
+            metrics.events_dropped.clone(),
         );
         registry.register(
             "pool_addresses",
@@ -176,6 +183,11 @@ impl ControllerMetrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// An Event was dropped: the queue of Events waiting to be published was full.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// Records a new config snapshot: pool sizes per family, whether it was free of errors, and
@@ -366,6 +378,7 @@ mod tests {
         metrics.allocated("blue", IpFamily::V6);
         metrics.allocated("blue", IpFamily::V6);
         metrics.allocation_failed("PoolExhausted");
+        metrics.event_dropped();
         let text = exposition(&registry);
         assert!(
             text.contains("ferrolb_allocations_total{pool=\"blue\",family=\"IPv4\"} 1"),
@@ -379,5 +392,6 @@ mod tests {
             text.contains("ferrolb_allocation_failures_total{reason=\"PoolExhausted\"} 1"),
             "{text}"
         );
+        assert!(text.contains("ferrolb_events_dropped_total 1"), "{text}");
     }
 }

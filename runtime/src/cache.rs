@@ -8,6 +8,10 @@
 //! - [`Projection`] for the many: each object is reduced, as it arrives, to a compact value of the
 //!   caller's own type, and only that value is kept. A full object lives only while one watch
 //!   event is handled, so neither the cache nor the initial list ever holds thousands of them.
+//!
+//! The controller's Service cache is the one exception: kube-runtime's `Controller` drives its
+//! reconciles from a reflector, which needs a `Resource` type, so it decodes its own compact
+//! Service type instead (`ferrolb_controller::reconciler::cached`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};

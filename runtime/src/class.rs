@@ -62,9 +62,18 @@ impl ClassFilter {
         let Some(spec) = &service.spec else {
             return false;
         };
-        spec.type_.as_deref() == Some("LoadBalancer")
-            && self.claims(spec.load_balancer_class.as_deref())
-            && service.metadata.deletion_timestamp.is_none()
+        self.serves_parts(
+            spec.type_.as_deref() == Some("LoadBalancer"),
+            spec.load_balancer_class.as_deref(),
+            service.metadata.deletion_timestamp.is_some(),
+        )
+    }
+
+    /// [`ClassFilter::serves`] for a Service held in another form (the controller caches a
+    /// projection, not `k8s-openapi` objects): whether it is of `type: LoadBalancer`, its
+    /// `spec.loadBalancerClass`, and whether it is being deleted.
+    pub fn serves_parts(&self, load_balancer: bool, class: Option<&str>, deleting: bool) -> bool {
+        load_balancer && self.claims(class) && !deleting
     }
 }
 

@@ -11,6 +11,11 @@
 //! 3. The controller is stopped, Services are created up to `--cold` in total, and a fresh
 //!    controller is timed from spawn to the watch reporting every Service assigned.
 //! 4. The controller's VmRSS and VmHWM (peak) are read from `/proc/<pid>/status`.
+//! 5. The floor: with the controller stopped, the benchmark itself writes one status
+//!    server-side apply per Service (a condition of its own, `CREATE_CONCURRENCY` in flight, as
+//!    the controller runs its reconciles) and reports the rate the API server sustains. A cold
+//!    start needs one such write per new Service, so it cannot beat this figure on the same
+//!    machine at the same moment.
 //!
 //! Not part of `cargo test`: run as root with
 //! `cargo bench -p ferrolb-lab --profile dev --bench controller_alloc -- [--existing N]
@@ -31,7 +36,7 @@ use ferrolb_lab::lab::Lab;
 use ferrolb_lab::netns::{NetNs, NsProcess, RunPrefix};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -137,6 +142,40 @@ fn service(index: usize) -> anyhow::Result<Service> {
             "selector": {"app": "bench"},
         },
     }))?)
+}
+
+/// Applies a condition of the benchmark's own to the status of every Service in `indices`, as
+/// a trivial client would, and returns the time taken.
+async fn status_floor(
+    api: &Api<Service>,
+    indices: std::ops::Range<usize>,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    futures::stream::iter(indices)
+        .map(|index| async move {
+            let name = format!("bench-{index:05}");
+            let patch = json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "status": {"conditions": [{
+                    "type": "ferrolb.io/BenchFloor", "status": "True", "reason": "Floor",
+                    "message": format!("status write {index}"),
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }]},
+            });
+            api.patch_status(
+                &name,
+                &PatchParams::apply("bench-floor").force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .with_context(|| format!("status write to {name}"))?;
+            anyhow::Ok(())
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
+    Ok(started.elapsed())
 }
 
 async fn create_services(
@@ -343,5 +382,13 @@ async fn run(lab: &mut Lab, options: &Options) -> anyhow::Result<()> {
     let (rss, hwm) = measure::memory(controller.pid())?;
     println!("controller at {total} Services: VmRSS {rss} KiB, VmHWM {hwm} KiB");
     controller.stop();
+
+    // 5. The API server's own write rate, the floor of any cold start.
+    let new = total - before;
+    let took = status_floor(&services, 0..new).await?;
+    println!(
+        "floor: {new} status applies by a trivial client ({CREATE_CONCURRENCY} in flight) took {took:.2?}, {:.0} writes/s",
+        new as f64 / took.as_secs_f64()
+    );
     Ok(())
 }

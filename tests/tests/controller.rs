@@ -275,6 +275,25 @@ impl Harness {
         }
     }
 
+    /// Turns the Service into a ClusterIP one and waits until nothing of ferrolb's is left on it.
+    async fn stop_being_a_load_balancer(&self, name: &str) {
+        self.services()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"type": "ClusterIP", "ports": [{"name": "p", "port": 80, "protocol": "TCP", "nodePort": null}]}})),
+            )
+            .await
+            .expect("to ClusterIP");
+        self.wait_service(name, |s| {
+            (ips(s).is_empty()
+                && condition(s).is_none()
+                && annotation(s, "ferrolb.io/allocated-from-pool").is_none())
+            .then_some(())
+        })
+        .await;
+    }
+
     /// The ingress IPs once the Service has some.
     async fn wait_ips(&self, name: &str) -> Vec<String> {
         self.wait_service(name, |s| Some(ips(s)).filter(|ips| !ips.is_empty()))
@@ -428,6 +447,29 @@ async fn service_gets_lowest_free_ip_with_vip_mode_annotation_condition_and_even
     let (status, reason, message) = condition(&service).expect("condition");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "IPAllocated"));
     assert!(message.contains("203.0.113.0"), "{message}");
+    // Ingress, condition and annotation arrive in one write: the API server keeps metadata
+    // changes made through a Service's status subresource, and the controller writes no other.
+    assert_eq!(
+        annotation(&service, "ferrolb.io/allocated-from-pool").as_deref(),
+        Some("lowest"),
+        "the annotation came with the status"
+    );
+    let ours: Vec<_> = service
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| entry.manager.as_deref() == Some("ferrolb-controller"))
+        .collect();
+    assert_eq!(ours.len(), 1, "one apply: {ours:#?}");
+    assert_eq!(ours[0].subresource.as_deref(), Some("status"));
+    let owned = ours[0].fields_v1.as_ref().map(|f| &f.0).expect("fieldsV1");
+    assert!(
+        owned["f:metadata"]["f:annotations"]
+            .get("f:ferrolb.io/allocated-from-pool")
+            .is_some(),
+        "{owned:#}"
+    );
     lab.wait_events("lowest-a", "IPAllocated").await;
 
     lab.create_service("lowest-b", no_annotations(), no_spec())
@@ -649,6 +691,17 @@ async fn killed_and_restarted_controller_moves_no_ip() {
         held.insert(name, lab.wait_ips(name).await);
     }
     lab.kill_leader().await;
+    let versions = |services: Vec<Service>| -> Vec<Option<String>> {
+        services
+            .into_iter()
+            .map(|s| s.metadata.resource_version)
+            .collect()
+    };
+    let mut kept = Vec::new();
+    for name in ["restart-b", "restart-c"] {
+        kept.push(lab.services().get(name).await.expect("get"));
+    }
+    let kept = versions(kept);
     // While no controller runs: the lowest address is freed and a new Service waits.
     lab.services()
         .delete("restart-a", &DeleteParams::default())
@@ -659,10 +712,15 @@ async fn killed_and_restarted_controller_moves_no_ip() {
     lab.start_controller();
     // restart-d may only take the address restart-a freed: b and c are re-claimed first.
     assert_eq!(lab.wait_ips("restart-d").await, held["restart-a"]);
+    // Re-claimed Services cost no write: what they show is already what they should show.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut after = Vec::new();
     for name in ["restart-b", "restart-c"] {
         let service = lab.services().get(name).await.expect("get");
         assert_eq!(ips(&service), held[name], "{name} kept its IP");
+        after.push(service);
     }
+    assert_eq!(versions(after), kept, "re-claimed Services were written");
     lab.finish().await;
 }
 
@@ -700,26 +758,39 @@ async fn service_that_stops_being_a_load_balancer_is_released_and_cleared() {
     lab.create_service("retype-a", no_annotations(), no_spec())
         .await;
     assert_eq!(lab.wait_ips("retype-a").await, ["203.0.113.88"]);
-    lab.services()
-        .patch(
-            "retype-a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"type": "ClusterIP", "ports": [{"name": "p", "port": 80, "protocol": "TCP", "nodePort": null}]}})),
-        )
-        .await
-        .expect("to ClusterIP");
-    lab.wait_service("retype-a", |s| {
-        (ips(s).is_empty()
-            && condition(s).is_none()
-            && annotation(s, "ferrolb.io/allocated-from-pool").is_none())
-        .then_some(())
-    })
-    .await;
+    lab.stop_being_a_load_balancer("retype-a").await;
     lab.wait_events("retype-a", "IPReleased").await;
     // The address is free again.
     lab.create_service("retype-b", no_annotations(), no_spec())
         .await;
     assert_eq!(lab.wait_ips("retype-b").await, ["203.0.113.88"]);
+    lab.finish().await;
+}
+
+#[tokio::test]
+async fn annotation_applied_to_the_object_by_an_earlier_version_is_still_removed() {
+    let mut lab = Harness::start("legacy").await;
+    lab.create_pool("legacy", &["203.0.113.200/29"], json!({}))
+        .await;
+    lab.create_service("legacy-a", no_annotations(), no_spec())
+        .await;
+    assert_eq!(lab.wait_ips("legacy-a").await, ["203.0.113.200"]);
+    lab.kill_leader().await;
+    // As versions before one-request writes left it: the annotation applied to the object.
+    lab.services()
+        .patch(
+            "legacy-a",
+            &PatchParams::apply("ferrolb-controller").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"annotations": {"ferrolb.io/allocated-from-pool": "legacy"}},
+            })),
+        )
+        .await
+        .expect("apply the annotation to the object");
+    lab.start_controller();
+    lab.stop_being_a_load_balancer("legacy-a").await;
     lab.finish().await;
 }
 

@@ -48,10 +48,10 @@ use ferrolb_config::addresses::{Family, int_to_ip, ip_to_int};
 pub use self::error::AllocError;
 use self::free::{FreeIntervals, is_buggy};
 pub use self::pool::{LabelMatcher, PoolSpec, Restriction};
-use self::service::Holder;
 pub use self::service::{
     FamilyPolicy, Labels, Protocol, ServiceKey, ServicePort, ServiceRequest, TrafficPolicy,
 };
+use self::service::{Holder, StoredRequest};
 pub use self::snapshot::pools_from_config;
 pub use ferrolb_config::annotations::{
     ADDRESS_POOL, ALLOW_SHARED_IP, AliasUsed, AnnotationError, LOAD_BALANCER_IPS,
@@ -177,16 +177,18 @@ fn slot(family: Family) -> usize {
     }
 }
 
-/// One held address and the Services holding it.
+/// One held address and the Services holding it, in key order. Their sharing terms are read
+/// from [`Allocator::services`]: a copy per address cost more than a kilobyte per Service (a
+/// map allocates room for eleven entries, and almost every address has one holder).
 #[derive(Debug, Clone)]
 struct IpRecord {
     pool: String,
-    holders: BTreeMap<ServiceKey, Holder>,
+    holders: Vec<ServiceKey>,
 }
 
 #[derive(Debug, Clone)]
 struct Held {
-    request: ServiceRequest,
+    request: StoredRequest,
     assignment: Assignment,
 }
 
@@ -224,7 +226,7 @@ impl Allocator {
     pub fn holders(&self, ip: IpAddr) -> Vec<&ServiceKey> {
         self.ips
             .get(&ip)
-            .map(|record| record.holders.keys().collect())
+            .map(|record| record.holders.iter().collect())
             .unwrap_or_default()
     }
 
@@ -268,17 +270,19 @@ impl Allocator {
             let Some(record) = self.ips.get_mut(ip) else {
                 continue;
             };
-            let removed = record.holders.remove(service);
-            if let Some(key) = removed.and_then(|h| h.sharing_key)
-                && !record
-                    .holders
-                    .values()
-                    .any(|h| h.sharing_key.as_ref() == Some(&key))
-                && let Some(ips) = self.by_sharing_key.get_mut(&key)
+            record.holders.retain(|holder| holder != service);
+            let services = &self.services;
+            if let Some(key) = held.request.holder().sharing_key
+                && !record.holders.iter().any(|other| {
+                    services
+                        .get(other)
+                        .is_some_and(|h| h.request.holder().sharing_key == Some(key))
+                })
+                && let Some(ips) = self.by_sharing_key.get_mut(key)
             {
                 ips.remove(ip);
                 if ips.is_empty() {
-                    self.by_sharing_key.remove(&key);
+                    self.by_sharing_key.remove(key);
                 }
             }
             if record.holders.is_empty() {
@@ -338,7 +342,7 @@ impl Allocator {
             .collect();
         let mut displaced = Vec::new();
         for (key, held) in held {
-            let claim = self.claim(&held.request, &held.assignment.ips);
+            let claim = self.claim(&held.request.to_request(&key), &held.assignment.ips);
             if !claim.rejected.is_empty() {
                 displaced.push(Displaced {
                     service: key,
@@ -360,7 +364,7 @@ impl Allocator {
     fn check_held(
         &self,
         service: &ServiceRequest,
-        holder: &Holder,
+        holder: &Holder<'_>,
         wanted: &[Family],
         ip: IpAddr,
     ) -> Result<String, AllocError> {
@@ -383,7 +387,7 @@ impl Allocator {
     fn check_requested(
         &self,
         service: &ServiceRequest,
-        holder: &Holder,
+        holder: &Holder<'_>,
         ip: IpAddr,
     ) -> Result<String, AllocError> {
         let pool = self
@@ -428,16 +432,21 @@ impl Allocator {
         &self,
         ip: IpAddr,
         service: &ServiceKey,
-        holder: &Holder,
+        holder: &Holder<'_>,
     ) -> Result<(), AllocError> {
         let Some(record) = self.ips.get(&ip) else {
             return Ok(());
         };
-        for (other, theirs) in &record.holders {
-            if other == service {
+        for other in &record.holders {
+            let Some(theirs) = self
+                .services
+                .get(other)
+                .filter(|_| other != service)
+                .map(|held| held.request.holder())
+            else {
                 continue;
-            }
-            let (Some(ours), Some(their_key)) = (&holder.sharing_key, &theirs.sharing_key) else {
+            };
+            let (Some(ours), Some(their_key)) = (holder.sharing_key, theirs.sharing_key) else {
                 return Err(AllocError::RequestedIpInUse {
                     ip,
                     by: other.clone(),
@@ -447,11 +456,11 @@ impl Allocator {
                 return Err(AllocError::SharingKeyMismatch {
                     ip,
                     with: other.clone(),
-                    ours: ours.clone(),
-                    theirs: their_key.clone(),
+                    ours: ours.to_owned(),
+                    theirs: their_key.to_owned(),
                 });
             }
-            if let Some(port) = holder.ports.intersection(&theirs.ports).next() {
+            if let Some(port) = holder.port_clash(&theirs) {
                 return Err(AllocError::PortClash {
                     ip,
                     with: other.clone(),
@@ -473,7 +482,7 @@ impl Allocator {
     fn fresh(
         &self,
         service: &ServiceRequest,
-        holder: &Holder,
+        holder: &Holder<'_>,
         wanted: &[Family],
     ) -> Result<Assignment, AllocError> {
         if let Some(requested) = &service.requested_pool
@@ -569,7 +578,7 @@ impl Allocator {
     fn fresh_requested(
         &self,
         service: &ServiceRequest,
-        holder: &Holder,
+        holder: &Holder<'_>,
         wanted: &[Family],
     ) -> Result<Assignment, AllocError> {
         let requested = &service.requested_ips;
@@ -621,7 +630,7 @@ impl Allocator {
     fn complete_in_pool(
         &self,
         service: &ServiceRequest,
-        holder: &Holder,
+        holder: &Holder<'_>,
         wanted: &[Family],
         kept: &Assignment,
     ) -> Result<Assignment, AllocError> {
@@ -681,9 +690,9 @@ impl Allocator {
         pool: &PoolState,
         family: Family,
         service: &ServiceKey,
-        holder: &Holder,
+        holder: &Holder<'_>,
     ) -> Option<IpAddr> {
-        if let Some(key) = &holder.sharing_key
+        if let Some(key) = holder.sharing_key
             && let Some(shared) = self.by_sharing_key.get(key)
         {
             let joinable = shared.iter().copied().find(|&ip| {
@@ -704,21 +713,23 @@ impl Allocator {
     }
 
     /// Records `assignment` as held by `service`.
-    fn take(&mut self, service: &ServiceRequest, holder: &Holder, assignment: &Assignment) {
+    fn take(&mut self, service: &ServiceRequest, holder: &Holder<'_>, assignment: &Assignment) {
         for &ip in &assignment.ips {
             let record = self.ips.entry(ip).or_insert_with(|| IpRecord {
                 pool: assignment.pool.clone(),
-                holders: BTreeMap::new(),
+                holders: Vec::new(),
             });
             if record.holders.is_empty()
                 && let Some(state) = self.pools.get_mut(&assignment.pool)
             {
                 state.mark_used(ip);
             }
-            record.holders.insert(service.key.clone(), holder.clone());
-            if let Some(key) = &holder.sharing_key {
+            if let Err(at) = record.holders.binary_search(&service.key) {
+                record.holders.insert(at, service.key.clone());
+            }
+            if let Some(key) = holder.sharing_key {
                 self.by_sharing_key
-                    .entry(key.clone())
+                    .entry(key.to_owned())
                     .or_default()
                     .insert(ip);
             }
@@ -726,7 +737,7 @@ impl Allocator {
         self.services.insert(
             service.key.clone(),
             Held {
-                request: service.clone(),
+                request: StoredRequest::of(service),
                 assignment: assignment.clone(),
             },
         );

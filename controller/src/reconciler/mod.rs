@@ -10,10 +10,14 @@
 //!   reconciled, so a restart or failover moves no IP (SPEC §4 stability invariant).
 //! - **Only the leader writes.** A standby keeps its caches warm and answers `/readyz`, but its
 //!   reconciles do nothing; losing the Lease drops the allocator.
-//! - **Writes on change only.** A reconcile compares what the Service shows with what it should
-//!   show ([`service::published`] vs [`service::desired`]) and writes (server-side apply, one
-//!   field manager, status subresource for ingress and condition, the object for the pool
-//!   annotation) and emits Events only when they differ, so resyncs are silent.
+//! - **Writes on change only, one request each.** A reconcile compares what the Service shows
+//!   with what it should show ([`service::published`] vs [`service::desired`]) and writes and
+//!   emits Events only when they differ, so resyncs and restarts are silent. The write is one
+//!   server-side apply (one field manager) to the status subresource carrying ingress,
+//!   condition and the pool annotation: the API server keeps metadata changes made through a
+//!   Service's status (docs/reconciler-decisions.md).
+//! - **Events off the critical path.** They go into a bounded, coalescing
+//!   [`EventQueue`] sent by a background task; a reconcile never waits for one.
 //! - **Pool changes** (a pool's generation, or Namespace labels, which pool namespace selectors
 //!   read) rebuild the snapshot and call [`Allocator::set_pools`]; every Service is then
 //!   reconciled, and those that lost their IP get a new one with an `IPReleased` Event naming why.
@@ -21,6 +25,7 @@
 //!   waiting for an address are then reconciled again.
 //! - Errors are retried with backoff by [`error_policy`].
 
+pub mod cached;
 pub mod pool_status;
 pub mod service;
 
@@ -32,11 +37,11 @@ use std::time::{Duration, Instant};
 use ferrolb_config::crd::IPAddressPool;
 use ferrolb_config::model::{self, Config, Diagnostic, Objects};
 use ferrolb_runtime::cache::drop_managed_fields;
-use ferrolb_runtime::events::{EventNote, EventPublisher, EventType};
+use ferrolb_runtime::events::{EventNote, EventPublisher, EventQueue, EventType};
 use ferrolb_runtime::leader::Leadership;
 use futures::StreamExt;
 use futures::channel::mpsc;
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
@@ -48,6 +53,7 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use self::cached::CachedService;
 use self::service::{Outcome, Published};
 use crate::allocator::{AllocError, Allocator, RejectedIp, ServiceKey, pools_from_config};
 use crate::metrics::ControllerMetrics;
@@ -64,6 +70,15 @@ const POOL_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 /// pooled afterwards: about 70 KiB of resident memory per Service. A few dozen requests in
 /// flight already keep the API server busy; more only queue there.
 const RECONCILE_CONCURRENCY: u16 = 32;
+
+/// Events waiting to be published at most. A cold start of thousands of new Services produces
+/// one `IPAllocated` each, faster than they can be sent without slowing the status writes;
+/// those beyond this are dropped and counted (`ferrolb_events_dropped_total`).
+const EVENT_QUEUE_CAPACITY: usize = 1024;
+
+/// Event creates in flight: a small share of the API server next to [`RECONCILE_CONCURRENCY`]
+/// status writes, which are what users wait for.
+const EVENTS_IN_FLIGHT: usize = 4;
 
 /// Why a reconcile failed; retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -96,16 +111,16 @@ struct Context {
     client: Client,
     filter: ClassFilter,
     leadership: Leadership,
-    events: EventPublisher,
+    events: EventQueue,
     metrics: ControllerMetrics,
-    services: Store<Service>,
+    services: Store<CachedService>,
     pools: Store<IPAddressPool>,
     namespaces: Store<Namespace>,
     state: Mutex<State>,
     /// Wakes the pool status writer after the allocator changed.
     pool_status_due: Notify,
     /// Services to reconcile again (waiting for an address that may have been freed).
-    requeue: mpsc::UnboundedSender<ObjectRef<Service>>,
+    requeue: mpsc::UnboundedSender<ObjectRef<CachedService>>,
 }
 
 /// The allocator and what it was built from. Only present while leading.
@@ -122,7 +137,8 @@ struct State {
     waiting: BTreeSet<ServiceKey>,
     /// What we last wrote per Service, with the `resourceVersion` the write was based on; used
     /// instead of the cached object while the cache still holds that version, so a trigger that
-    /// arrives before our own write comes back neither rewrites nor re-announces it.
+    /// arrives before our own write comes back neither rewrites nor re-announces it. Dropped
+    /// once the cache holds a newer version: then the cache shows the write.
     written: BTreeMap<ServiceKey, (Option<String>, Published)>,
     /// Consecutive failed reconciles per Service, for the retry backoff.
     failures: BTreeMap<ServiceKey, u32>,
@@ -233,7 +249,7 @@ impl Context {
             .services
             .state()
             .into_iter()
-            .filter(|s| self.filter.serves(s))
+            .filter(|s| service::serves(&self.filter, s))
             .filter_map(|s| {
                 let published = service::published(&s);
                 let key = service::key_of(&s)?;
@@ -286,7 +302,7 @@ impl Context {
 
     /// Decides for one Service under the lock: what it gets, what it showed, and the extras
     /// for Events.
-    fn decide(&self, key: &ServiceKey, svc: &Service) -> Result<Decision, ReconcileError> {
+    fn decide(&self, key: &ServiceKey, svc: &CachedService) -> Result<Decision, ReconcileError> {
         let mut state = self.lock();
         // Deleted while this reconcile was queued: the store drops it before the deletion
         // reaches `forget`, so checking under the lock closes the gap in which an address could
@@ -307,14 +323,17 @@ impl Context {
                 displaced: Vec::new(),
             });
         }
-        let before = match state.written.get(key) {
-            Some((version, written)) if *version == svc.metadata.resource_version => {
-                written.clone()
+        let before = match state.written.remove(key) {
+            Some((version, written)) if version == svc.metadata.resource_version => {
+                state
+                    .written
+                    .insert(key.clone(), (version, written.clone()));
+                written
             }
             _ => service::published(svc),
         };
         let mut freed = Vec::new();
-        let (outcome, aliases) = if self.filter.serves(svc) {
+        let (outcome, aliases) = if service::serves(&self.filter, svc) {
             match service::request_of(key, svc) {
                 Ok((request, aliases)) => {
                     let allocator = self.allocator(&mut state)?;
@@ -361,19 +380,18 @@ impl Context {
         })
     }
 
+    /// One server-side apply to the status subresource with ingress, condition and pool
+    /// annotation. A Service written by an earlier version holds the annotation through a
+    /// second apply to the object; when the status apply cannot remove it (that apply still
+    /// owns it), one apply to the object without it does, once.
     async fn write(
         &self,
         key: &ServiceKey,
-        svc: &Service,
+        svc: &CachedService,
         after: &Published,
     ) -> Result<(), ReconcileError> {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        let api: Api<CachedService> = Api::namespaced(self.client.clone(), &key.namespace);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let before_condition = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == service::IP_ALLOCATED));
         let mut status = json!({});
         if !after.ips.is_empty() {
             let ingress: Vec<_> = after
@@ -386,9 +404,12 @@ impl Context {
         if let Some(condition) = &after.condition {
             let status_text = if condition.status { "True" } else { "False" };
             // Kubernetes API conventions: the transition time moves only when the status does.
-            let since = before_condition
-                .filter(|c| c.status == status_text)
-                .map(|c| c.last_transition_time.clone())
+            let since = svc
+                .status
+                .condition
+                .as_ref()
+                .filter(|c| c.status == condition.status)
+                .and_then(|c| c.last_transition_time.clone())
                 .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
             status["conditions"] = json!([{
                 "type": service::IP_ALLOCATED,
@@ -399,42 +420,39 @@ impl Context {
                 "lastTransitionTime": since,
             }]);
         }
-        let status_patch = json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": key.name, "namespace": key.namespace},
-            "status": status,
-        });
-        api.patch_status(&key.name, &params, &Patch::Apply(&status_patch))
-            .await
-            .map_err(|source| ReconcileError::Write {
-                what: "status",
+        let write_error = |what| {
+            move |source| ReconcileError::Write {
+                what,
                 service: key.clone(),
                 source: Box::new(source),
-            })?;
-        let shown_pool = svc
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(service::ALLOCATED_FROM_POOL));
-        if shown_pool != after.pool.as_ref() {
-            let mut metadata = json!({"name": key.name, "namespace": key.namespace});
-            if let Some(pool) = &after.pool {
-                metadata["annotations"] = json!({ service::ALLOCATED_FROM_POOL: pool });
             }
-            let patch = json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata});
-            api.patch(&key.name, &params, &Patch::Apply(&patch))
-                .await
-                .map_err(|source| ReconcileError::Write {
-                    what: "annotation",
-                    service: key.clone(),
-                    source: Box::new(source),
-                })?;
+        };
+        let written = api
+            .patch_status(
+                &key.name,
+                &params,
+                &Patch::Apply(&apply_patch(key, after.pool.as_deref(), Some(status))),
+            )
+            .await
+            .map_err(write_error("status"))?;
+        if written.status.pool.as_deref() != after.pool.as_deref() {
+            tracing::debug!(service = %key, "pool annotation held by an apply to the object; rewriting it there");
+            api.patch(
+                &key.name,
+                &params,
+                &Patch::Apply(&apply_patch(key, after.pool.as_deref(), None)),
+            )
+            .await
+            .map_err(write_error("annotation"))?;
         }
         Ok(())
     }
 
-    async fn publish(&self, svc: &Service, events: Vec<service::ServiceEvent>) {
+    /// Queues the Events; never waits for the API server.
+    fn publish(&self, svc: &CachedService, events: Vec<service::ServiceEvent>) {
+        if events.is_empty() {
+            return;
+        }
         let reference: ObjectReference = svc.object_ref(&());
         for event in events {
             let event = EventNote {
@@ -447,12 +465,30 @@ impl Context {
                 note: event.note,
                 action: "Allocate".to_owned(),
             };
-            // An Event lost is not worth retrying the whole reconcile for.
-            if let Err(error) = self.events.publish(&event, &reference).await {
-                tracing::warn!(%error, reason = %event.reason, "publishing Event");
+            if let Err(dropped) = self.events.push(event, reference.clone()) {
+                self.metrics.event_dropped();
+                tracing::debug!(%dropped, "Event dropped");
             }
         }
     }
+}
+
+/// A server-side apply of a Service carrying the pool annotation (when any) and, for the status
+/// subresource, `status`. Leaving the annotation out removes it when this field manager held it.
+fn apply_patch(
+    key: &ServiceKey,
+    pool: Option<&str>,
+    status: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut metadata = json!({"name": key.name, "namespace": key.namespace});
+    if let Some(pool) = pool {
+        metadata["annotations"] = json!({ service::ALLOCATED_FROM_POOL: pool });
+    }
+    let mut patch = json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata});
+    if let Some(status) = status {
+        patch["status"] = status;
+    }
+    patch
 }
 
 /// The allocator error variant, for the metrics' `reason` label.
@@ -497,7 +533,7 @@ fn released_ips(released: Option<crate::allocator::Assignment>) -> Vec<IpAddr> {
 }
 
 /// Reconciles one Service: decide under the lock, then write and announce outside it.
-async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+async fn reconcile(svc: Arc<CachedService>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     if !ctx.leadership.is_leader() {
         return Ok(Action::await_change());
     }
@@ -517,7 +553,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Recon
     result
 }
 
-async fn reconcile_leading(svc: &Service, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn reconcile_leading(svc: &CachedService, ctx: &Context) -> Result<Action, ReconcileError> {
     let key = service::key_of(svc).ok_or(ReconcileError::NoKey)?;
     let decision = ctx.decide(&key, svc)?;
     let after = service::desired(&decision.outcome, svc.metadata.generation);
@@ -550,7 +586,7 @@ async fn reconcile_leading(svc: &Service, ctx: &Context) -> Result<Action, Recon
         &decision.displaced,
         &decision.aliases,
     );
-    ctx.publish(svc, events).await;
+    ctx.publish(svc, events);
     ctx.pool_status_due.notify_one();
     if !decision.freed.is_empty()
         || (!decision.before.ips.is_empty() && decision.before.ips != after.ips)
@@ -568,7 +604,7 @@ async fn reconcile_leading(svc: &Service, ctx: &Context) -> Result<Action, Recon
 
 /// Conflicts and unreachable API servers are retried with backoff per Service, doubling from
 /// [`FIRST_RETRY`] to [`LAST_RETRY`]; a success resets it.
-fn error_policy(svc: Arc<Service>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+fn error_policy(svc: Arc<CachedService>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let failures = service::key_of(&svc).map_or(1, |key| {
         let mut state = ctx.lock();
         let failures = state.failures.entry(key).or_insert(0);
@@ -663,10 +699,10 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
     // Services to reconcile, from the watch and from the reconciler itself. References, not
     // objects: while every reconcile slot is busy (a cold start) this queue backs up, and
     // full Service copies in it cost megabytes for nothing — the store has the object.
-    let (requeue_tx, requeue_rx) = mpsc::unbounded::<ObjectRef<Service>>();
+    let (requeue_tx, requeue_rx) = mpsc::unbounded::<ObjectRef<CachedService>>();
     let applied_tx = requeue_tx.clone();
     let ctx = Arc::new(Context {
-        events: EventPublisher::new(client.clone(), FIELD_MANAGER, config.identity),
+        events: EventQueue::new(EVENT_QUEUE_CAPACITY),
         client: client.clone(),
         filter: config.filter,
         leadership: config.leadership.clone(),
@@ -680,14 +716,11 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
     });
     let service_task = {
         let ctx = ctx.clone();
-        let api = Api::<Service>::all(client.clone());
+        let api = Api::<CachedService>::all(client.clone());
         async move {
             let mut events = std::pin::pin!(
-                reflector(
-                    service_writer,
-                    watcher(api, watcher::Config::default()).modify(service::slim),
-                )
-                .default_backoff()
+                reflector(service_writer, watcher(api, watcher::Config::default()))
+                    .default_backoff()
             );
             while let Some(event) = events.next().await {
                 match event {
@@ -726,9 +759,14 @@ pub async fn run(client: Client, config: ReconcilerConfig, shutdown: Cancellatio
 
     tokio::spawn(leadership_task(ctx.clone(), config.leadership, trigger_all));
     tokio::spawn(pool_status_task(ctx.clone(), shutdown.clone()));
+    tokio::spawn(ctx.events.clone().run(
+        EventPublisher::new(client.clone(), FIELD_MANAGER, config.identity),
+        EVENTS_IN_FLIGHT,
+        shutdown.clone(),
+    ));
 
     Controller::for_stream(
-        futures::stream::pending::<Result<Service, watcher::Error>>(),
+        futures::stream::pending::<Result<CachedService, watcher::Error>>(),
         service_reader,
     )
     .reconcile_all_on(all_rx)

@@ -1,22 +1,18 @@
-//! A Service as the reconciler sees it, as plain values (whether it is ours is
-//! `ferrolb_runtime::class::ClassFilter::serves`, SPEC §3): what it
-//! asks the allocator for, what ferrolb last published on it, what it should publish now, and
-//! which Events the difference deserves.
+//! A Service as the reconciler sees it ([`CachedService`]), as plain values: whether it is ours
+//! (SPEC §3), what it asks the allocator for, what ferrolb last published on it, what it should
+//! publish now, and which Events the difference deserves.
 //!
 //! Contract: pure, no I/O. Events come only from a difference between what the Service shows and
 //! what it should show, so a resync that changes nothing emits nothing.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ferrolb_config::addresses::{Family, parse_ip};
-use ferrolb_config::annotations::is_ferrolb_annotation;
-use ferrolb_runtime::cache::drop_managed_fields;
-use k8s_openapi::api::core::v1::Service;
+use ferrolb_runtime::class::ClassFilter;
 
+use super::cached::CachedService;
 use crate::allocator::{
-    AliasUsed, AnnotationError, Assignment, FamilyPolicy, Protocol, RejectedIp, ServiceKey,
-    ServicePort, ServiceRequest, TrafficPolicy, parse_annotations,
+    AliasUsed, AnnotationError, Assignment, RejectedIp, ServiceKey, ServiceRequest,
+    parse_annotations,
 };
 
 /// Annotation naming the pool a Service's addresses come from.
@@ -28,124 +24,42 @@ pub const IP_ALLOCATED: &str = "ferrolb.io/IPAllocated";
 pub const IP_MODE_VIP: &str = "VIP";
 
 /// The namespace/name of a Service; `None` for an object without them (never from the API).
-pub fn key_of(service: &Service) -> Option<ServiceKey> {
+pub fn key_of(service: &CachedService) -> Option<ServiceKey> {
     Some(ServiceKey::new(
         service.metadata.namespace.clone()?,
         service.metadata.name.clone()?,
     ))
 }
 
+/// Whether the Service is a LoadBalancer of our class that is not being deleted (SPEC §3).
+pub fn serves(filter: &ClassFilter, service: &CachedService) -> bool {
+    filter.serves_parts(
+        service.spec.load_balancer,
+        service.spec.load_balancer_class.as_deref(),
+        service.metadata.deletion_timestamp.is_some(),
+    )
+}
+
 /// What the Service asks the allocator for, and the MetalLB spellings it used.
 pub fn request_of(
     key: &ServiceKey,
-    service: &Service,
+    service: &CachedService,
 ) -> Result<(ServiceRequest, Vec<AliasUsed>), AnnotationError> {
-    let empty = BTreeMap::new();
-    let annotations = service.metadata.annotations.as_ref().unwrap_or(&empty);
-    let spec = service.spec.clone().unwrap_or_default();
-    let requests = parse_annotations(annotations, spec.load_balancer_ip.as_deref())?;
-    let family_policy = match spec.ip_family_policy.as_deref() {
-        Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
-        Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
-        _ => FamilyPolicy::SingleStack,
-    };
-    let ip_families = spec
-        .ip_families
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|family| match family.as_str() {
-            "IPv4" => Some(Family::V4),
-            "IPv6" => Some(Family::V6),
-            _ => None,
-        })
-        .collect();
-    let traffic_policy = match spec.external_traffic_policy.as_deref() {
-        Some("Local") => TrafficPolicy::Local,
-        _ => TrafficPolicy::Cluster,
-    };
-    let ports = spec
-        .ports
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|port| {
-            // The API server defaults the protocol to TCP; anything else it refuses.
-            let protocol = match port.protocol.as_deref() {
-                None | Some("TCP") => Protocol::Tcp,
-                Some("UDP") => Protocol::Udp,
-                Some("SCTP") => Protocol::Sctp,
-                Some(_) => return None,
-            };
-            Some(ServicePort {
-                protocol,
-                port: u16::try_from(port.port).ok()?,
-            })
-        })
-        .collect();
+    let spec = &service.spec;
+    let requests = parse_annotations(&service.annotations, spec.load_balancer_ip.as_deref())?;
     let request = ServiceRequest {
         key: key.clone(),
-        labels: service.metadata.labels.clone().unwrap_or_default(),
+        labels: service.labels.iter().cloned().collect(),
         requested_ips: requests.requested_ips,
         requested_pool: requests.requested_pool,
         sharing_key: requests.sharing_key,
-        family_policy,
-        ip_families,
-        traffic_policy,
-        // Only `Local` Services compare selectors (SPEC §4); the allocator keeps every held
-        // request, so an unused copy would cost memory per Service for nothing.
-        pod_selector: if traffic_policy == TrafficPolicy::Local {
-            spec.selector.unwrap_or_default()
-        } else {
-            BTreeMap::new()
-        },
-        ports,
+        family_policy: spec.family_policy,
+        ip_families: spec.ip_families.to_vec(),
+        traffic_policy: spec.traffic_policy,
+        pod_selector: spec.local_selector.clone(),
+        ports: spec.ports.to_vec(),
     };
     Ok((request, requests.aliases))
-}
-
-/// Reduces a Service to what `ClassFilter::serves`, [`request_of`], [`published`] and the
-/// reconciler read,
-/// before it enters the cache. The cache holds every Service of the cluster (ClusterIP ones
-/// too, so a type change is seen); at 10,000 Services the full objects were most of the
-/// controller's memory (SPEC §9: 64 MiB). Writes are server-side applies of our own fields,
-/// never built from the cached object, so nothing dropped here can be written back.
-pub fn slim(service: &mut Service) {
-    drop_managed_fields(service);
-    let meta = &mut service.metadata;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|key, _| is_ferrolb_annotation(key));
-    }
-    let Some(spec) = service.spec.as_mut() else {
-        return;
-    };
-    spec.cluster_ip = None;
-    spec.cluster_ips = None;
-    spec.external_ips = None;
-    spec.external_name = None;
-    spec.health_check_node_port = None;
-    spec.internal_traffic_policy = None;
-    spec.load_balancer_source_ranges = None;
-    spec.publish_not_ready_addresses = None;
-    spec.session_affinity = None;
-    spec.session_affinity_config = None;
-    spec.traffic_distribution = None;
-    if spec.external_traffic_policy.as_deref() != Some("Local") {
-        spec.selector = None;
-    }
-    for port in spec.ports.iter_mut().flatten() {
-        port.name = None;
-        port.app_protocol = None;
-        port.node_port = None;
-        port.target_port = None;
-    }
-    if let Some(conditions) = service
-        .status
-        .as_mut()
-        .and_then(|status| status.conditions.as_mut())
-    {
-        conditions.retain(|condition| condition.type_ == IP_ALLOCATED);
-    }
 }
 
 /// The `IPAllocated` condition without its transition time, which is kept, not compared.
@@ -174,38 +88,18 @@ impl Published {
     }
 }
 
-/// Reads back what the Service shows. Ingress entries that are hostnames or not addresses are
-/// skipped: we never write them.
-pub fn published(service: &Service) -> Published {
-    let status = service.status.as_ref();
-    let ips = status
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|ingress| {
-            ingress
-                .iter()
-                .filter_map(|entry| entry.ip.as_deref().and_then(|ip| parse_ip(ip).ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let condition = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|conditions| conditions.iter().find(|c| c.type_ == IP_ALLOCATED))
-        .map(|c| ConditionView {
-            status: c.status == "True",
+/// Reads back what the Service shows.
+pub fn published(service: &CachedService) -> Published {
+    let status = &service.status;
+    Published {
+        ips: status.ips.to_vec(),
+        pool: status.pool.as_deref().map(str::to_owned),
+        condition: status.condition.as_ref().map(|c| ConditionView {
+            status: c.status,
             reason: c.reason.clone(),
             message: c.message.clone(),
             observed_generation: c.observed_generation,
-        });
-    let pool = service
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ALLOCATED_FROM_POOL).cloned());
-    Published {
-        ips,
-        pool,
-        condition,
+        }),
     }
 }
 
@@ -352,27 +246,14 @@ fn list(ips: &[IpAddr]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::allocator::AllocError;
+    use crate::allocator::{AllocError, FamilyPolicy, Protocol, ServicePort, TrafficPolicy};
+    use ferrolb_config::addresses::Family;
     use ferrolb_runtime::class::ClassArgs;
-    use k8s_openapi::api::core::v1::{
-        LoadBalancerIngress, LoadBalancerStatus, ServicePort as K8sPort, ServiceSpec, ServiceStatus,
-    };
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde_json::json;
 
-    fn lb(class: Option<&str>) -> Service {
-        Service {
-            metadata: ObjectMeta {
-                namespace: Some("ns".into()),
-                name: Some("web".into()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(ServiceSpec {
-                type_: Some("LoadBalancer".into()),
-                load_balancer_class: class.map(str::to_owned),
-                ..ServiceSpec::default()
-            }),
-            status: None,
-        }
+    /// A Service decoded as the cache decodes it, from the API server's JSON.
+    fn cached(object: serde_json::Value) -> CachedService {
+        serde_json::from_value(object).expect("service")
     }
 
     fn ip(text: &str) -> IpAddr {
@@ -381,21 +262,15 @@ mod tests {
 
     #[test]
     fn request_carries_families_policy_ports_and_aliases() {
-        let mut service = lb(None);
-        service.metadata.annotations = Some(BTreeMap::from([(
-            "metallb.universe.tf/allow-shared-ip".to_owned(),
-            "k".to_owned(),
-        )]));
-        if let Some(spec) = service.spec.as_mut() {
-            spec.ip_family_policy = Some("RequireDualStack".into());
-            spec.ip_families = Some(vec!["IPv6".into(), "IPv4".into()]);
-            spec.external_traffic_policy = Some("Local".into());
-            spec.ports = Some(vec![K8sPort {
-                port: 53,
-                protocol: Some("UDP".into()),
-                ..K8sPort::default()
-            }]);
-        }
+        let service = cached(json!({
+            "metadata": {"namespace": "ns", "name": "web",
+                         "annotations": {"metallb.universe.tf/allow-shared-ip": "k"}},
+            "spec": {
+                "type": "LoadBalancer", "ipFamilyPolicy": "RequireDualStack",
+                "ipFamilies": ["IPv6", "IPv4"], "externalTrafficPolicy": "Local",
+                "ports": [{"port": 53, "protocol": "UDP"}],
+            },
+        }));
         let key = key_of(&service).expect("key");
         let (request, aliases) = request_of(&key, &service).expect("request");
         assert_eq!(request.family_policy, FamilyPolicy::RequireDualStack);
@@ -414,26 +289,14 @@ mod tests {
 
     #[test]
     fn published_reads_ingress_condition_and_pool_annotation() {
-        let mut service = lb(None);
-        service.metadata.annotations = Some(BTreeMap::from([(
-            ALLOCATED_FROM_POOL.to_owned(),
-            "p".to_owned(),
-        )]));
-        service.status = Some(ServiceStatus {
-            load_balancer: Some(LoadBalancerStatus {
-                ingress: Some(vec![
-                    LoadBalancerIngress {
-                        ip: Some("192.0.2.1".into()),
-                        ..LoadBalancerIngress::default()
-                    },
-                    LoadBalancerIngress {
-                        hostname: Some("lb.example".into()),
-                        ..LoadBalancerIngress::default()
-                    },
-                ]),
-            }),
-            conditions: None,
-        });
+        let service = cached(json!({
+            "metadata": {"namespace": "ns", "name": "web",
+                         "annotations": {ALLOCATED_FROM_POOL: "p"}},
+            "spec": {"type": "LoadBalancer"},
+            "status": {"loadBalancer": {"ingress": [
+                {"ip": "192.0.2.1"}, {"hostname": "lb.example"},
+            ]}},
+        }));
         let seen = published(&service);
         assert_eq!(seen.ips, vec![ip("192.0.2.1")]);
         assert_eq!(seen.pool.as_deref(), Some("p"));
@@ -545,12 +408,13 @@ mod tests {
     }
 
     /// A Service as a cluster holds it: every field the controller reads, and many it does not.
-    fn everything(traffic_policy: &str) -> Service {
-        serde_json::from_value(serde_json::json!({
+    fn everything(traffic_policy: &str) -> serde_json::Value {
+        json!({
+            "apiVersion": "v1", "kind": "Service",
             "metadata": {
                 "name": "web", "namespace": "shop", "uid": "u-1", "resourceVersion": "7",
                 "generation": 3, "creationTimestamp": "2026-01-01T00:00:00Z",
-                "labels": {"app": "web"},
+                "labels": {"app": "web", "tier": "front"},
                 "annotations": {
                     "ferrolb.io/allocated-from-pool": "blue",
                     "metallb.universe.tf/allow-shared-ip": "k",
@@ -567,73 +431,132 @@ mod tests {
                 "sessionAffinity": "None", "internalTrafficPolicy": "Cluster",
                 "healthCheckNodePort": 30100,
                 "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080,
-                           "nodePort": 30080, "appProtocol": "http"}],
+                           "nodePort": 30080, "appProtocol": "http"},
+                          {"name": "dns", "protocol": "UDP", "port": 53}],
             },
             "status": {
                 "loadBalancer": {"ingress": [{"ip": "192.0.2.7", "ipMode": "VIP"}]},
                 "conditions": [
+                    {"type": "ferrolb.io/L2Announced", "status": "True", "reason": "Announced",
+                     "message": "n", "lastTransitionTime": "2026-01-01T00:00:00Z"},
                     {"type": IP_ALLOCATED, "status": "True", "reason": "Allocated",
                      "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z",
                      "observedGeneration": 3},
-                    {"type": "ferrolb.io/L2Announced", "status": "True", "reason": "Announced",
-                     "message": "n", "lastTransitionTime": "2026-01-01T00:00:00Z"},
                 ],
             },
-        }))
-        .expect("service")
+        })
     }
 
     #[test]
-    fn slimming_keeps_everything_the_controller_reads() {
+    fn cached_service_keeps_everything_the_controller_reads() {
+        let filter = ClassArgs {
+            lb_class: "ferrolb.io/lb".into(),
+            handle_classless: true,
+        }
+        .filter();
         for policy in ["Cluster", "Local"] {
             let full = everything(policy);
-            let mut slimmed = full.clone();
-            slim(&mut slimmed);
-            let key = key_of(&full).expect("key");
-            assert_eq!(key_of(&slimmed), Some(key.clone()));
-            let filter = ClassArgs {
-                lb_class: "ferrolb.io/lb".into(),
-                handle_classless: true,
-            }
-            .filter();
-            assert_eq!(filter.serves(&slimmed), filter.serves(&full));
-            assert!(filter.serves(&slimmed));
+            let service = cached(full.clone());
+            let key = key_of(&service).expect("key");
+            assert_eq!(key, ServiceKey::new("shop", "web"));
+            let k8s: k8s_openapi::api::core::v1::Service =
+                serde_json::from_value(full).expect("k8s service");
+            assert_eq!(serves(&filter, &service), filter.serves(&k8s));
+            assert!(serves(&filter, &service));
+            let (request, aliases) = request_of(&key, &service).expect("request");
             assert_eq!(
-                request_of(&key, &slimmed).expect("slimmed request"),
-                request_of(&key, &full).expect("full request")
+                request.labels,
+                crate::allocator::Labels::from([
+                    ("app".into(), "web".into()),
+                    ("tier".into(), "front".into())
+                ])
             );
-            assert_eq!(published(&slimmed), published(&full));
-            assert_eq!(slimmed.metadata.generation, full.metadata.generation);
+            assert_eq!(request.requested_ips, vec![ip("192.0.2.7")]);
+            assert_eq!(request.sharing_key.as_deref(), Some("k"));
+            assert_eq!(aliases.len(), 1);
+            assert_eq!(request.family_policy, FamilyPolicy::PreferDualStack);
+            assert_eq!(request.ip_families, vec![Family::V4, Family::V6]);
             assert_eq!(
-                slimmed.metadata.creation_timestamp,
-                full.metadata.creation_timestamp
+                request.ports,
+                vec![
+                    ServicePort {
+                        protocol: Protocol::Tcp,
+                        port: 80
+                    },
+                    ServicePort {
+                        protocol: Protocol::Udp,
+                        port: 53
+                    }
+                ]
             );
+            let local = policy == "Local";
+            assert_eq!(request.traffic_policy == TrafficPolicy::Local, local);
+            // Only `Local` Services compare pod selectors (SPEC §4).
+            assert_eq!(request.pod_selector.is_empty(), !local);
             assert_eq!(
-                slimmed.metadata.resource_version,
-                full.metadata.resource_version
+                published(&service),
+                Published {
+                    ips: vec![ip("192.0.2.7")],
+                    pool: Some("blue".into()),
+                    condition: Some(ConditionView {
+                        status: true,
+                        reason: "Allocated".into(),
+                        message: "m".into(),
+                        observed_generation: Some(3),
+                    }),
+                }
             );
+            let meta = &service.metadata;
+            assert_eq!(meta.generation, Some(3));
+            assert_eq!(meta.resource_version.as_deref(), Some("7"));
+            assert_eq!(meta.uid.as_deref(), Some("u-1"));
+            assert!(meta.creation_timestamp.is_some());
         }
     }
 
     #[test]
-    fn slimming_drops_what_the_controller_never_reads() {
-        let mut service = everything("Cluster");
-        slim(&mut service);
+    fn cached_service_drops_what_the_controller_never_reads() {
+        let service = cached(everything("Cluster"));
         assert!(service.metadata.managed_fields.is_none());
-        let annotations = service.metadata.annotations.clone().unwrap_or_default();
-        assert!(!annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
-        let spec = service.spec.clone().unwrap_or_default();
-        assert!(spec.cluster_ip.is_none() && spec.selector.is_none());
-        let ports = spec.ports.unwrap_or_default();
-        assert!(
-            ports
-                .iter()
-                .all(|p| p.node_port.is_none() && p.name.is_none())
-        );
-        let conditions = service
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default();
-        assert_eq!(conditions.len(), 1);
+        assert!(service.metadata.finalizers.is_none());
+        assert!(service.metadata.labels.is_none() && service.metadata.annotations.is_none());
+        let kept: Vec<_> = service.annotations.keys().collect();
+        assert_eq!(kept, ["metallb.universe.tf/allow-shared-ip"]);
+        assert!(service.spec.local_selector.is_empty());
+    }
+
+    #[test]
+    fn services_of_other_types_classes_or_being_deleted_are_not_served() {
+        let filter = ClassArgs {
+            lb_class: "ferrolb.io/lb".into(),
+            handle_classless: true,
+        }
+        .filter();
+        let service = |spec: serde_json::Value, deleting: bool| {
+            let mut metadata = json!({"namespace": "ns", "name": "web"});
+            if deleting {
+                metadata["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            }
+            cached(json!({"metadata": metadata, "spec": spec}))
+        };
+        assert!(serves(
+            &filter,
+            &service(json!({"type": "LoadBalancer"}), false)
+        ));
+        assert!(!serves(
+            &filter,
+            &service(json!({"type": "LoadBalancer"}), true)
+        ));
+        assert!(!serves(
+            &filter,
+            &service(json!({"type": "ClusterIP"}), false)
+        ));
+        assert!(!serves(
+            &filter,
+            &service(
+                json!({"type": "LoadBalancer", "loadBalancerClass": "other.io/lb"}),
+                false
+            )
+        ));
     }
 }
