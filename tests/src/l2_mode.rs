@@ -36,6 +36,8 @@ pub const NAMESPACE: &str = "default";
 const MEMBERSHIP_KEY: &[u8] = b"ferrolb-lab-l2-mode-heartbeat-key-0123456789";
 /// The field manager of every write.
 const FIELD_MANAGER: &str = "ferrolb-lab-l2";
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(100);
 /// Lines of each process log printed when a test panics.
 const LOG_TAIL: usize = 80;
 
@@ -212,27 +214,20 @@ impl Install {
 
     /// Waits until every running speaker answers `/readyz`; fails at once when one exited.
     async fn wait_ready(&mut self, lab: &Lab, timeout: Duration) -> Result<(), L2ModeError> {
-        let deadline = Instant::now() + timeout;
+        let since = Instant::now();
         for (index, process) in &mut self.speakers {
-            loop {
+            let what = format!("the speaker of node {index} ready");
+            // Done when ready, or when it exited, which no wait undoes.
+            let ready = poll(&what, since, timeout, POLL, async || {
                 if !process.is_running() {
-                    return Err(L2ModeError::Exited {
-                        index: *index,
-                        log: process.log().to_owned(),
-                    });
+                    let log = process.log().to_owned();
+                    return Ok(Err(L2ModeError::Exited { index: *index, log }));
                 }
-                match binaries::speaker_ready(lab, *index) {
-                    Ok(()) => break,
-                    Err(error) if Instant::now() >= deadline => {
-                        return Err(L2ModeError::Timeout {
-                            what: format!("the speaker of node {index} ready"),
-                            after: timeout,
-                            last: error.to_string(),
-                        });
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
+                binaries::speaker_ready(lab, *index)
+                    .map(Ok)
+                    .map_err(|error| error.to_string())
+            });
+            ready.await??;
         }
         Ok(())
     }
@@ -254,8 +249,8 @@ impl Install {
         timeout: Duration,
     ) -> Result<(), L2ModeError> {
         let others = self.speakers.len().saturating_sub(1) as f64;
-        let deadline = Instant::now() + timeout;
-        loop {
+        let what = format!("every speaker seeing {others} others alive");
+        poll(&what, Instant::now(), timeout, POLL, async || {
             let seen: Vec<(usize, Option<f64>)> = self
                 .speakers
                 .keys()
@@ -267,17 +262,12 @@ impl Install {
                 })
                 .collect();
             if seen.iter().all(|(_, alive)| *alive == Some(others)) {
-                return Ok(());
+                Ok(())
+            } else {
+                Err(format!("members alive by node {seen:?}"))
             }
-            if Instant::now() >= deadline {
-                return Err(L2ModeError::Timeout {
-                    what: format!("every speaker seeing {others} others alive"),
-                    after: timeout,
-                    last: format!("members alive by node {seen:?}"),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -289,8 +279,8 @@ async fn wait_interfaces_published(
     timeout: Duration,
 ) -> Result<(), L2ModeError> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &speaker_status_resource());
-    let deadline = Instant::now() + timeout;
-    loop {
+    let what = "every speaker publishing its interfaces";
+    poll(what, Instant::now(), timeout, POLL, async || {
         let mut missing = Vec::new();
         for node in nodes {
             let published = api.get_opt(node).await.ok().flatten().is_some_and(|s| {
@@ -303,16 +293,36 @@ async fn wait_interfaces_published(
             }
         }
         if missing.is_empty() {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(format!("not yet: {missing:?}"))
         }
-        if Instant::now() >= deadline {
-            return Err(L2ModeError::Timeout {
-                what: "every speaker publishing its interfaces".into(),
-                after: timeout,
-                last: format!("not yet: {missing:?}"),
-            });
+    })
+    .await
+}
+
+/// Calls `look` every `period` until it returns `Ok`, and returns that. Once `within` of `since`
+/// has passed, fails with [`L2ModeError::Timeout`] for `what`, carrying what `look` last saw (its
+/// `Err`).
+async fn poll<T>(
+    what: &str,
+    since: Instant,
+    within: Duration,
+    period: Duration,
+    mut look: impl AsyncFnMut() -> Result<T, String>,
+) -> Result<T, L2ModeError> {
+    loop {
+        match look().await {
+            Ok(value) => return Ok(value),
+            Err(last) if since.elapsed() >= within => {
+                return Err(L2ModeError::Timeout {
+                    what: what.to_owned(),
+                    after: within,
+                    last,
+                });
+            }
+            Err(_) => tokio::time::sleep(period).await,
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -444,17 +454,6 @@ pub async fn apply_service(client: &kube::Client, service: &Value) -> Result<(),
     apply(client, &ApiResource::erase::<Service>(&()), true, service).await
 }
 
-/// Applies an EndpointSlice built by [`workload::endpoint_slice`].
-async fn apply_endpoint_slice(client: &kube::Client, slice: &Value) -> Result<(), L2ModeError> {
-    apply(
-        client,
-        &ApiResource::erase::<EndpointSlice>(&()),
-        true,
-        slice,
-    )
-    .await
-}
-
 /// Applies the EndpointSlice `<service>-<family, lowercase>` of `family`: a ready endpoint on each
 /// node of `nodes` (by index in `topology`), labelled `label`. Applying it again replaces the
 /// endpoints.
@@ -478,7 +477,8 @@ pub async fn apply_endpoints(
         &nodes,
         json!({label: "true"}),
     );
-    apply_endpoint_slice(client, &slice).await
+    let resource = ApiResource::erase::<EndpointSlice>(&());
+    apply(client, &resource, true, &slice).await
 }
 
 /// Deletes every Service, EndpointSlice, L2Advertisement and IPAddressPool labelled `label`, and
@@ -592,8 +592,8 @@ pub async fn wait_owner(
 ) -> Result<String, L2ModeError> {
     let client = lab.client()?;
     let running = install.running_names(lab)?;
-    let deadline = Instant::now() + timeout;
-    loop {
+    let what = format!("one owner of {ip}, announcing and answering");
+    poll(&what, Instant::now(), timeout, POLL, async || {
         let owners: Vec<String> = status_owners(&client, ip)
             .await
             .unwrap_or_default()
@@ -601,20 +601,14 @@ pub async fn wait_owner(
             .filter(|node| running.contains(node))
             .collect();
         let answering = answering_node(lab, ip, "0.5");
-        if let ([owner], Some(answering)) = (&owners[..], &answering)
-            && owner == answering
-        {
-            return Ok(owner.clone());
+        match (&owners[..], answering) {
+            ([owner], Some(answering)) if *owner == answering => Ok(answering),
+            (_, answering) => Err(format!(
+                "SpeakerStatus owners {owners:?}, answered by {answering:?}"
+            )),
         }
-        if Instant::now() >= deadline {
-            return Err(L2ModeError::Timeout {
-                what: format!("one owner of {ip}, announcing and answering"),
-                after: timeout,
-                last: format!("SpeakerStatus owners {owners:?}, answered by {answering:?}"),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// (VmRSS, VmHWM) of process `pid` in KiB, from `/proc/<pid>/status`.
@@ -650,22 +644,19 @@ pub async fn wait_moved(
     since: Instant,
     within: Duration,
 ) -> Result<(String, Duration), L2ModeError> {
-    loop {
-        let answering = answering_node(lab, ip, "0.3");
-        if let Some(node) = &answering
-            && node != old
-        {
-            return Ok((node.clone(), since.elapsed()));
-        }
-        if since.elapsed() >= within {
-            return Err(L2ModeError::Timeout {
-                what: format!("another node than {old} answering {ip}"),
-                after: within,
-                last: format!("answered by {answering:?}"),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("another node than {old} answering {ip}");
+    // A short period: the time it returns is the measured failover.
+    poll(
+        &what,
+        since,
+        within,
+        Duration::from_millis(20),
+        async || match answering_node(lab, ip, "0.3") {
+            Some(node) if node != old => Ok((node, since.elapsed())),
+            answering => Err(format!("answered by {answering:?}")),
+        },
+    )
+    .await
 }
 
 /// The client's neighbour entry for `ip`, as a MAC.
@@ -692,8 +683,8 @@ pub async fn wait_announced_condition(
     timeout: Duration,
 ) -> Result<String, L2ModeError> {
     let api: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
-    let deadline = Instant::now() + timeout;
-    loop {
+    let what = format!("L2Announced of {service} naming {node}");
+    poll(&what, Instant::now(), timeout, POLL, async || {
         let message = api
             .get(service)
             .await
@@ -707,17 +698,12 @@ pub async fn wait_announced_condition(
             .map(|c| c.message)
             .unwrap_or_default();
         if message.contains(&format!("node {node} ")) {
-            return Ok(message);
+            Ok(message)
+        } else {
+            Err(format!("{message:?}"))
         }
-        if Instant::now() >= deadline {
-            return Err(L2ModeError::Timeout {
-                what: format!("L2Announced of {service} naming {node}"),
-                after: timeout,
-                last: format!("{message:?}"),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 /// Waits for an Event the speaker reported with `reason` on Service `service`, whose note starts
@@ -739,25 +725,13 @@ pub async fn wait_speaker_event(
                 .as_deref()
                 .is_some_and(|note| note.starts_with(note_start))
     };
-    let deadline = Instant::now() + timeout;
-    loop {
-        let listed = api.list(&ListParams::default()).await;
-        if listed
-            .as_ref()
-            .is_ok_and(|list| list.items.iter().any(matches))
-        {
-            return Ok(());
+    let what = format!("a {reason} Event {note_start:?}… for {service}");
+    poll(&what, Instant::now(), timeout, POLL, async || {
+        match api.list(&ListParams::default()).await {
+            Ok(list) if list.items.iter().any(matches) => Ok(()),
+            Ok(list) => Err(format!("{} Events, none matching", list.items.len())),
+            Err(error) => Err(error.to_string()),
         }
-        if Instant::now() >= deadline {
-            return Err(L2ModeError::Timeout {
-                what: format!("a {reason} Event {note_start:?}… for {service}"),
-                after: timeout,
-                last: match listed {
-                    Ok(list) => format!("{} Events, none matching", list.items.len()),
-                    Err(error) => error.to_string(),
-                },
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
