@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ferrolb_lab::binaries::{self, SpeakerOptions};
+use ferrolb_lab::binaries::SpeakerOptions;
 use ferrolb_lab::l2_mode::{self, Install, NAMESPACE};
 use ferrolb_lab::lab::{Lab, LabOptions};
 use ferrolb_lab::probe::{self, Probe, Prober};
@@ -238,19 +238,7 @@ impl Bench<'_> {
 
     async fn endpoints(&self, name: &str, family: &str) -> anyhow::Result<()> {
         let topology = self.lab.topology()?;
-        let nodes = NODES
-            .iter()
-            .map(|i| topology.node(*i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let slice = workload::endpoint_slice(
-            NAMESPACE,
-            name,
-            "bench",
-            family,
-            &nodes,
-            json!({LABEL: "true"}),
-        );
-        l2_mode::apply_endpoint_slice(&self.client, &slice).await?;
+        l2_mode::apply_endpoints(&self.client, topology, LABEL, name, family, &NODES).await?;
         Ok(())
     }
 
@@ -399,9 +387,9 @@ impl Bench<'_> {
         // Node 1 also announces the two failover Services of the L2 pool when it owns them.
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
-            let announced = binaries::speaker_metrics(self.lab, 1)
+            let announced = l2_mode::speaker_metric(self.lab, 1, "ferrolb_l2_announced_ips")
                 .ok()
-                .and_then(|text| l2_mode::metric(&text, "ferrolb_l2_announced_ips"))
+                .flatten()
                 .unwrap_or(0.0);
             if announced >= services as f64 {
                 println!(

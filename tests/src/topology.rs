@@ -714,6 +714,18 @@ impl Topology {
         self.drop_frames(node, ISOLATE_TABLE, &[&node.segment_if, &node.mgmt_if])
     }
 
+    /// The name of the segment interface: the same in every namespace attached to the segment,
+    /// the nodes', the routers' and the L2 client's.
+    pub fn segment_interface(&self) -> Result<String, TopologyError> {
+        self.name("seg")
+    }
+
+    /// True while node `index` is cut off by [`Topology::isolate_node`].
+    pub fn is_isolated(&self, index: usize) -> Result<bool, TopologyError> {
+        let tables = self.node(index)?.ns.exec(&["nft", "list", "tables"])?;
+        Ok(tables.contains(ISOLATE_TABLE))
+    }
+
     /// Undoes [`Topology::isolate_node`].
     pub fn reconnect_node(&self, index: usize) -> Result<(), TopologyError> {
         let node = self.node(index)?;

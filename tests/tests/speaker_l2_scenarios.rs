@@ -10,116 +10,47 @@
 //! - Services sharing an IP have one owner;
 //! - an L2Advertisement's `nodeSelectors`, `preferredNodes` and `interfaces` decide the owner.
 //!
-//! Tests share one lab and hold its lock. Each clears what the one before left (labelled objects
-//! and every SpeakerStatus), flushes the client's neighbour table and starts its own controller
-//! and speakers, which stop when it ends.
+//! Tests share one lab and hold its lock, each with its own controller and speakers ([`l2_lab`]).
 
 mod common;
+mod l2_lab;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use ferrolb_lab::binaries::SpeakerOptions;
 use ferrolb_lab::capture::{FrameKind, Mac};
-use ferrolb_lab::l2_mode::{self, Install, NAMESPACE};
-use ferrolb_lab::lab::Lab;
+use ferrolb_lab::l2_mode::{self, NAMESPACE};
 use ferrolb_lab::probe::{self, Prober};
-use ferrolb_lab::topology::{Client, plan};
-use ferrolb_lab::{binaries, workload};
+use ferrolb_lab::topology::Client;
+use ferrolb_lab::workload;
+use l2_lab::{L2Test, NODES, WAIT};
 use serde_json::{Value, json};
-use tokio::sync::MutexGuard;
 
 /// Every object a test creates carries this label.
 const LABEL: &str = "ferrolb.io/e2e-l2-scenarios";
 const POOL: &str = "l2-scenarios";
 const ADVERTISEMENT: &str = "l2-scenarios";
-const NODES: [usize; 3] = [1, 2, 3];
-const WAIT: Duration = Duration::from_secs(30);
 /// Issue 5: the client reaches the new owner within a second of the fault.
 const FAILOVER_BOUND: Duration = Duration::from_secs(1);
 const PROBE_PERIOD: Duration = Duration::from_millis(10);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// One test's lab, controller and speakers. `install` is declared first so the processes stop
-/// before the lab lock is released.
-struct Scenario {
-    install: Install,
-    lab: MutexGuard<'static, Lab>,
-    client: kube::Client,
+/// Starts the controller and the speakers with the L2 pool and an advertisement of
+/// `advertisement` spec.
+async fn start(test: &str, advertisement: Value) -> L2Test {
+    let scenario = L2Test::start(
+        &format!("scn-{test}"),
+        LABEL,
+        POOL,
+        SpeakerOptions::default(),
+    )
+    .await;
+    scenario.advertise(ADVERTISEMENT, advertisement).await;
+    scenario
 }
 
-impl Scenario {
-    /// Clears leftovers, starts the controller and the speakers, and applies the L2 pool
-    /// (both families) with an advertisement of `advertisement` spec.
-    async fn start(test: &str, advertisement: Value) -> Scenario {
-        let mut lab = common::shared_lab().await;
-        let client = lab.client().expect("client");
-        l2_mode::clear(&client, LABEL).await.expect("clear");
-        let topology = lab.topology().expect("topology");
-        // An earlier test that failed mid-fault left a node cut off or its link down.
-        for index in NODES {
-            topology.set_node_link(index, true).expect("link up");
-            if topology
-                .node(index)
-                .expect("node")
-                .ns
-                .exec(&["nft", "list", "tables"])
-                .is_ok_and(|tables| tables.contains("lab_isolate"))
-            {
-                topology.reconnect_node(index).expect("reconnect");
-            }
-        }
-        topology
-            .client_ns(Client::L2)
-            .expect("client")
-            .ip(&["neigh", "flush", "all"])
-            .expect("flush neighbours");
-        let install = Install::start(
-            &mut lab,
-            &format!("scn-{test}"),
-            &NODES,
-            None,
-            binaries::SpeakerOptions::default(),
-        )
-        .await
-        .expect("controller and speakers start");
-        // A settled cluster first: every speaker sees the others and has published its
-        // interfaces, so the first owner of a new IP is the final one.
-        install
-            .wait_members_alive(&lab, WAIT)
-            .await
-            .expect("members alive");
-        let node_names: Vec<String> = NODES
-            .iter()
-            .map(|i| {
-                lab.topology()
-                    .expect("topology")
-                    .node(*i)
-                    .expect("node")
-                    .name
-                    .clone()
-            })
-            .collect();
-        l2_mode::wait_interfaces_published(&client, &node_names, WAIT)
-            .await
-            .expect("interfaces published");
-        l2_mode::apply_pool(&client, LABEL, POOL, &[plan::L2_POOL_V4, plan::L2_POOL_V6])
-            .await
-            .expect("pool");
-        let scenario = Scenario {
-            install,
-            lab,
-            client,
-        };
-        scenario.advertise(advertisement).await;
-        scenario
-    }
-
-    async fn advertise(&self, spec: Value) {
-        l2_mode::apply_advertisement(&self.client, LABEL, ADVERTISEMENT, spec)
-            .await
-            .expect("advertisement");
-    }
-
+impl L2Test {
     /// A Service of one family with a ready endpoint on every node; returns its IP.
     async fn service(&self, name: &str, family: &str, extra: Value) -> IpAddr {
         let mut spec = json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": [family]});
@@ -133,49 +64,16 @@ impl Scenario {
                 }
             }
         }
-        let mut service = workload::load_balancer(NAMESPACE, name, json!({LABEL: "true"}), spec);
-        if let (Some(base), Some(extra)) =
-            (service["metadata"].as_object_mut(), metadata.as_object())
-        {
-            base.extend(extra.clone());
-        }
-        l2_mode::apply_service(&self.client, &service)
-            .await
-            .expect("Service");
-        let topology = self.lab.topology().expect("topology");
-        let nodes: Vec<_> = NODES
-            .iter()
-            .map(|i| topology.node(*i).expect("node"))
-            .collect();
-        let families: Vec<String> = service["spec"]["ipFamilies"]
+        let families: Vec<String> = spec["ipFamilies"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|f| f.as_str().map(str::to_owned))
             .collect();
         for family in families {
-            let suffix = format!("e2e-{}", family.to_lowercase());
-            let slice = workload::endpoint_slice(
-                NAMESPACE,
-                name,
-                &suffix,
-                &family,
-                &nodes,
-                json!({LABEL: "true"}),
-            );
-            l2_mode::apply_endpoint_slice(&self.client, &slice)
-                .await
-                .expect("EndpointSlice");
+            self.set_endpoints(name, &family, &NODES).await;
         }
-        workload::wait_ingress_ip(&self.client, NAMESPACE, name, WAIT)
-            .await
-            .unwrap_or_else(|| panic!("{name} got no IP within {WAIT:?}"))
-    }
-
-    async fn owner(&self, ip: IpAddr) -> String {
-        l2_mode::wait_owner(&self.lab, &self.install, ip, WAIT)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.install.logs(30)))
+        self.create_service(name, spec, metadata).await
     }
 
     /// Waits until `node` is the one owner of `ip`.
@@ -188,21 +86,10 @@ impl Scenario {
             }
             assert!(
                 Instant::now() < deadline,
-                "{ip} is owned by {owner}, not {node}\n{}",
-                self.install.logs(30)
+                "{ip} is owned by {owner}, not {node}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    fn node_name(&self, index: usize) -> String {
-        let topology = self.lab.topology().expect("topology");
-        topology.node(index).expect("node").name.clone()
-    }
-
-    fn node_index(&self, name: &str) -> usize {
-        let topology = self.lab.topology().expect("topology");
-        topology.node_named(name).expect("a lab node").index
     }
 
     /// The lab nodes other than `name`, by index.
@@ -213,36 +100,11 @@ impl Scenario {
             .collect()
     }
 
-    /// The segment interface's name: the same in every lab namespace, the L2 client's included.
-    fn segment_interface(&self) -> String {
-        self.lab
-            .topology()
-            .expect("topology")
-            .node(1)
-            .expect("node")
-            .segment_if
-            .clone()
-    }
-
-    fn segment_mac(&self, index: usize) -> Mac {
-        let node = self
-            .lab
-            .topology()
-            .expect("topology")
-            .node(index)
-            .expect("node");
-        let text = binaries::mac_of(&node.ns, &node.segment_if).expect("MAC");
-        parse_mac(&text)
-    }
-
     /// Applies `fault` to the owner of `ip` while probing it from the L2 client every 10 ms;
     /// asserts the client reaches another node within [`FAILOVER_BOUND`] and returns it.
-    async fn fail_owner(&self, ip: IpAddr, fault: impl FnOnce(&Scenario, usize)) -> String {
+    async fn fail_owner(&self, ip: IpAddr, fault: impl FnOnce(&L2Test, usize)) -> String {
         let owner = self.owner(ip).await;
-        self.install
-            .wait_members_alive(&self.lab, WAIT)
-            .await
-            .expect("members alive");
+        self.wait_members_alive().await;
         let topology = self.lab.topology().expect("topology");
         let prober = Prober::start(
             topology.client_ns(Client::L2).expect("client"),
@@ -285,9 +147,8 @@ impl Scenario {
         );
         let moved = moved.unwrap_or_else(|| {
             panic!(
-                "{ip}: no node but {owner} answered within {:?} of the fault\n{}",
-                FAILOVER_BOUND + PROBE_TIMEOUT,
-                self.install.logs(30)
+                "{ip}: no node but {owner} answered within {:?} of the fault",
+                FAILOVER_BOUND + PROBE_TIMEOUT
             )
         });
         assert!(
@@ -316,7 +177,7 @@ fn hostname_selector(node: &str) -> Value {
 
 #[tokio::test]
 async fn only_the_owner_answers_arp_and_ndp_in_steady_state() {
-    let scenario = Scenario::start("capture", default_advertisement()).await;
+    let scenario = start("capture", default_advertisement()).await;
     let v4 = scenario.service("cap-v4", "IPv4", json!({})).await;
     let v6 = scenario.service("cap-v6", "IPv6", json!({})).await;
     let owner_v4 = scenario.node_index(&scenario.owner(v4).await);
@@ -368,20 +229,20 @@ async fn only_the_owner_answers_arp_and_ndp_in_steady_state() {
     assert!(arp_replies >= 3, "{arp_replies} ARP replies for {v4}");
     assert_eq!(
         arp_answerers,
-        [scenario.segment_mac(owner_v4)],
+        [parse_mac(&scenario.segment_mac(owner_v4))],
         "only the owner (node {owner_v4}) claims {v4}"
     );
     assert!(nas >= 3, "{nas} Neighbor Advertisements for {v6}");
     assert_eq!(
         na_answerers,
-        [scenario.segment_mac(owner_v6)],
+        [parse_mac(&scenario.segment_mac(owner_v6))],
         "only the owner (node {owner_v6}) claims {v6}"
     );
 }
 
 /// Link-down failover for one family; the link comes back and one owner remains.
 async fn link_down_moves_the_ip(test: &str, family: &str) {
-    let scenario = Scenario::start(test, default_advertisement()).await;
+    let scenario = start(test, default_advertisement()).await;
     let ip = scenario
         .service(&format!("{test}-web"), family, json!({}))
         .await;
@@ -419,7 +280,7 @@ async fn ipv6_owner_link_down_moves_the_ip_within_a_second() {
 
 #[tokio::test]
 async fn owner_cut_off_entirely_loses_both_families_and_one_owner_remains_after_it_returns() {
-    let scenario = Scenario::start("cutoff", default_advertisement()).await;
+    let scenario = start("cutoff", default_advertisement()).await;
     // One dual-stack Service: both IPs have one owner, so cutting it moves both.
     let v4 = scenario
         .service(
@@ -465,7 +326,7 @@ async fn owner_cut_off_entirely_loses_both_families_and_one_owner_remains_after_
     while l2_mode::answering_node(&scenario.lab, v6, "0.5").as_deref() != Some(new.as_str()) {
         assert!(
             Instant::now() < deadline,
-            "{v6} did not follow {v4} to {new}: announced by {:?}, client neighbours {:?}\n{}",
+            "{v6} did not follow {v4} to {new}: announced by {:?}, client neighbours {:?}",
             l2_mode::status_owners(&scenario.client, v6).await,
             ferrolb_lab::topology::neighbours(
                 scenario
@@ -474,8 +335,7 @@ async fn owner_cut_off_entirely_loses_both_families_and_one_owner_remains_after_
                     .expect("topology")
                     .client_ns(Client::L2)
                     .expect("client")
-            ),
-            scenario.install.logs(40)
+            )
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -513,7 +373,7 @@ async fn owner_cut_off_entirely_loses_both_families_and_one_owner_remains_after_
 
 #[tokio::test]
 async fn services_sharing_an_ip_have_one_owner() {
-    let scenario = Scenario::start("shared", default_advertisement()).await;
+    let scenario = start("shared", default_advertisement()).await;
     // Four pairs: were the owner chosen per Service, some pair would almost surely split.
     for (pair, last_octet) in (200..204).enumerate() {
         let ip = format!("192.0.2.{last_octet}");
@@ -575,7 +435,7 @@ async fn services_sharing_an_ip_have_one_owner() {
 
 #[tokio::test]
 async fn node_selectors_decide_which_nodes_may_own_the_ip() {
-    let scenario = Scenario::start("nodesel", default_advertisement()).await;
+    let scenario = start("nodesel", default_advertisement()).await;
     let ip = scenario.service("sel-web", "IPv4", json!({})).await;
     let free = scenario.owner(ip).await;
     // Each step selects only a node that does not own the IP yet: it must move there.
@@ -583,10 +443,13 @@ async fn node_selectors_decide_which_nodes_may_own_the_ip() {
     for _ in 0..2 {
         let target = scenario.node_name(scenario.others(&current)[0]);
         scenario
-            .advertise(json!({
-                "ipAddressPools": [POOL],
-                "nodeSelectors": [hostname_selector(&target)],
-            }))
+            .advertise(
+                ADVERTISEMENT,
+                json!({
+                    "ipAddressPools": [POOL],
+                    "nodeSelectors": [hostname_selector(&target)],
+                }),
+            )
             .await;
         scenario.wait_owner_is(ip, &target).await;
         current = target;
@@ -595,27 +458,33 @@ async fn node_selectors_decide_which_nodes_may_own_the_ip() {
 
 #[tokio::test]
 async fn preferred_nodes_win_over_the_hash_and_the_highest_weight_wins() {
-    let scenario = Scenario::start("preferred", default_advertisement()).await;
+    let scenario = start("preferred", default_advertisement()).await;
     let ip = scenario.service("pref-web", "IPv4", json!({})).await;
     let free = scenario.owner(ip).await;
     let others = scenario.others(&free);
     let (first, second) = (scenario.node_name(others[0]), scenario.node_name(others[1]));
     scenario
-        .advertise(json!({
-            "ipAddressPools": [POOL],
-            "preferredNodes": [{"weight": 10, "selector": hostname_selector(&first)}],
-        }))
+        .advertise(
+            ADVERTISEMENT,
+            json!({
+                "ipAddressPools": [POOL],
+                "preferredNodes": [{"weight": 10, "selector": hostname_selector(&first)}],
+            }),
+        )
         .await;
     scenario.wait_owner_is(ip, &first).await;
     // A stronger preference elsewhere wins, wherever it stands in the list.
     scenario
-        .advertise(json!({
-            "ipAddressPools": [POOL],
-            "preferredNodes": [
-                {"weight": 90, "selector": hostname_selector(&second)},
-                {"weight": 10, "selector": hostname_selector(&first)},
-            ],
-        }))
+        .advertise(
+            ADVERTISEMENT,
+            json!({
+                "ipAddressPools": [POOL],
+                "preferredNodes": [
+                    {"weight": 90, "selector": hostname_selector(&second)},
+                    {"weight": 10, "selector": hostname_selector(&first)},
+                ],
+            }),
+        )
         .await;
     scenario.wait_owner_is(ip, &second).await;
 }
@@ -626,7 +495,7 @@ async fn advertisement_interfaces_replace_the_subnet_rule() {
     // too): only an advertisement that names an interface makes a node eligible for it.
     const OUTSIDE: &str = "203.0.113.77";
     const POOL_OUTSIDE: &str = "l2-scenarios-outside";
-    let scenario = Scenario::start("interfaces", json!({"ipAddressPools": [POOL_OUTSIDE]})).await;
+    let scenario = start("interfaces", json!({"ipAddressPools": [POOL_OUTSIDE]})).await;
     l2_mode::apply_pool(&scenario.client, LABEL, POOL_OUTSIDE, &[OUTSIDE])
         .await
         .expect("pool");
@@ -669,7 +538,10 @@ async fn advertisement_interfaces_replace_the_subnet_rule() {
     let mgmt = topology.node(1).expect("node").mgmt_if.clone();
     for (interface, reachable) in [(&segment, true), (&mgmt, false)] {
         scenario
-            .advertise(json!({"ipAddressPools": [POOL_OUTSIDE], "interfaces": [interface]}))
+            .advertise(
+                ADVERTISEMENT,
+                json!({"ipAddressPools": [POOL_OUTSIDE], "interfaces": [interface]}),
+            )
             .await;
         let deadline = Instant::now() + WAIT;
         let owner = loop {
