@@ -9,7 +9,7 @@
 //! condition list, which removes the entry only while that node still manages it. So after a
 //! failover the new owner's condition stays, and when no node announces the condition goes away.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ferrolb_config::crd::SpeakerStatusStatus;
@@ -19,7 +19,7 @@ use ferrolb_config::crd::speaker_status::{
 
 use super::bgp::BgpStatus;
 use super::objects::interfaces_to_status;
-use crate::desired::{Desired, Interface, ServiceRef};
+use crate::desired::{Desired, Interface, ServiceRef, SmallSet};
 
 /// The Service condition type the layer-2 owner sets.
 pub const L2_ANNOUNCED: &str = "ferrolb.io/L2Announced";
@@ -90,8 +90,8 @@ fn count(n: usize) -> i64 {
 /// What this node announces for one Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announced {
-    pub ips: BTreeSet<IpAddr>,
-    pub interfaces: BTreeSet<String>,
+    pub ips: SmallSet<IpAddr>,
+    pub interfaces: SmallSet<String>,
     /// Foreign MACs seen claiming one of the IPs (SPEC §5 conflict detection).
     pub conflicts: BTreeMap<IpAddr, String>,
 }
@@ -138,8 +138,8 @@ pub fn announced(
             let entry = announced
                 .entry(service.clone())
                 .or_insert_with(|| Announced {
-                    ips: BTreeSet::new(),
-                    interfaces: BTreeSet::new(),
+                    ips: SmallSet::new(),
+                    interfaces: SmallSet::new(),
                     conflicts: BTreeMap::new(),
                 });
             entry.ips.insert(*ip);
@@ -253,7 +253,7 @@ mod tests {
                     (
                         ip(address),
                         L2Ip {
-                            services: BTreeSet::from([service(name)]),
+                            services: SmallSet::from([service(name)]),
                             owner: owner.map(str::to_owned),
                             interfaces: interfaces.iter().map(|i| (*i).to_owned()).collect(),
                             split: false,

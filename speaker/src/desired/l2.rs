@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ferrolb_config::model::{L2Advertisement, SelectorExt};
 
-use super::{Inputs, Interface, L2Ip, Node, Service, ServiceRef, distinct_ips, selected};
+use super::{Inputs, Interface, L2Ip, Node, Service, ServiceRef, SmallSet, distinct_ips, selected};
 use crate::election::{Candidate, ElectionKey, elect};
 
 /// Why a node may announce one IP: its preference weight and the interfaces to announce on.
@@ -21,7 +21,7 @@ type Eligible<'a> = BTreeMap<&'a str, Fit<'a>>;
 /// One IP of one election group: the Services holding it and the nodes eligible for it on behalf
 /// of all of them.
 struct GroupIp<'a> {
-    services: BTreeSet<ServiceRef>,
+    services: SmallSet<ServiceRef>,
     eligible: Eligible<'a>,
 }
 
@@ -88,7 +88,7 @@ pub(super) fn desired(inputs: &Inputs<'_>) -> BTreeMap<IpAddr, L2Ip> {
                     ips.insert(
                         entry.ip,
                         GroupIp {
-                            services: BTreeSet::from([service.reference()]),
+                            services: SmallSet::from([service.reference()]),
                             eligible,
                         },
                     );

@@ -63,6 +63,7 @@ mod bgp;
 mod changes;
 pub mod interfaces;
 mod l2;
+mod small_set;
 #[cfg(test)]
 mod tests;
 
@@ -74,6 +75,7 @@ use ferrolb_config::model::{Config, Selector, SelectorExt};
 
 pub use self::changes::{Announcement, Changes, changes};
 pub use self::interfaces::{DEFAULT_EXCLUDED_INTERFACES, Interface, InterfaceExclusions};
+pub use self::small_set::SmallSet;
 use crate::bgp::rib_out::Routes;
 use crate::election::ElectionKey;
 
@@ -242,11 +244,11 @@ impl Inputs<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct L2Ip {
     /// The Services holding the IP (several when it is shared).
-    pub services: BTreeSet<ServiceRef>,
+    pub services: SmallSet<ServiceRef>,
     /// The elected node; `None` when no live node is eligible.
     pub owner: Option<String>,
     /// Where this node announces the IP: non-empty exactly when this node is the owner.
-    pub interfaces: BTreeSet<String>,
+    pub interfaces: SmallSet<String>,
     /// The IP was elected on its own because no live node was eligible for every IP of its
     /// group (the fallback in the module docs).
     pub split: bool,

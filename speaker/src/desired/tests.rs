@@ -229,7 +229,11 @@ impl World {
             .get(&ip(ip_text))
             .map(|d| d.interfaces.clone())
             .unwrap_or_default();
-        assert_eq!(found, set(expected), "interfaces of {ip_text} on {node}");
+        assert_eq!(
+            found,
+            set(expected).into_iter().collect(),
+            "interfaces of {ip_text} on {node}"
+        );
     }
 
     /// The owner of `ip` as `node` sees it.
@@ -326,10 +330,10 @@ fn single_node_owns_ip_on_its_subnet_interface() {
     let desired = world.desired("node-a");
     let decision = &desired.l2[&ip("198.51.100.10")];
     assert_eq!(decision.owner.as_deref(), Some("node-a"));
-    assert_eq!(decision.interfaces, set(&["eth0"]));
+    assert_eq!(decision.interfaces, SmallSet::from(["eth0".to_owned()]));
     assert_eq!(
         decision.services,
-        BTreeSet::from([ServiceRef {
+        SmallSet::from([ServiceRef {
             namespace: "default".into(),
             name: "web".into()
         }])
@@ -853,7 +857,7 @@ fn sharing_services_have_the_same_owner() {
     for i in 0..16 {
         let v4 = &desired.l2[&ip(&format!("198.51.100.{}", 10 + i))];
         let v6 = &desired.l2[&ip(&format!("2001:db8:1::{:x}", 0x10 + i))];
-        assert_eq!(v4.services.len(), 2);
+        assert_eq!(v4.services.iter().count(), 2);
         assert!(v4.owner.is_some());
         assert_eq!(v4.owner, v6.owner, "dns-udp-{i} and dns-tcp-{i}");
     }
