@@ -76,6 +76,7 @@ pub struct SpeakerMetrics {
     members_alive: Gauge,
     membership_dropped: Family<DropLabels, Counter>,
     config_valid: Gauge,
+    events_dropped: Counter,
 }
 
 impl SpeakerMetrics {
@@ -91,6 +92,7 @@ impl SpeakerMetrics {
             members_alive: Gauge::default(),
             membership_dropped: Family::default(),
             config_valid: Gauge::default(),
+            events_dropped: Counter::default(),
         };
         registry.register(
             "l2_requests",
@@ -136,6 +138,11 @@ impl SpeakerMetrics {
             "speaker_config_valid",
             "1 when no ferrolb object is invalid in the speaker's last snapshot, else 0",
             metrics.config_valid.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events not published because the Event queue was full",
+            metrics.events_dropped.clone(),
         );
         metrics
     }
@@ -192,6 +199,11 @@ impl SpeakerMetrics {
     pub fn set_members_alive(&self, count: usize) {
         self.members_alive
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// An Event was dropped: the queue of Events waiting to be published was full.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     pub fn set_config_valid(&self, valid: bool) {

@@ -60,6 +60,7 @@ use ferrolb_config::crd::{
 use ferrolb_config::model::Objects;
 use ferrolb_runtime::cache::{self, ObjectKey, Projection, drop_managed_fields};
 use ferrolb_runtime::class::ClassFilter;
+use ferrolb_runtime::events::{EventPublisher, EventQueue};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode, Secret, Service as KubeService};
 use kube::api::Api;
@@ -96,6 +97,13 @@ const SETTLE_POLL: Duration = Duration::from_millis(100);
 pub const MEMBERSHIP_KEY: &str = "key";
 /// Shortest accepted membership key (HMAC-SHA256 wants at least its output length, RFC 2104 §3).
 pub const MIN_KEY_LEN: usize = 32;
+/// Events waiting to be published at most. Taking over thousands of Services at once (a node
+/// failing, or every speaker starting together) makes one `Announcing` Event each, faster than they
+/// can be sent without holding up the conditions; those beyond this are dropped and counted
+/// (`ferrolb_events_dropped_total`).
+const EVENT_QUEUE_CAPACITY: usize = 1024;
+/// Event creates in flight.
+const EVENTS_IN_FLIGHT: usize = 4;
 /// How often the membership Secret is read again, for key rotation.
 pub const KEY_REFRESH: Duration = Duration::from_secs(60);
 
@@ -620,9 +628,17 @@ pub async fn run(
         status_rx,
         shutdown.clone(),
     ));
+    let events = EventQueue::new(EVENT_QUEUE_CAPACITY);
+    tokio::spawn(events.clone().run(
+        EventPublisher::new(client.clone(), FIELD_MANAGER, config.node.clone()),
+        EVENTS_IN_FLIGHT,
+        shutdown.clone(),
+    ));
     tokio::spawn(publish::service_conditions(
         client.clone(),
         config.node.clone(),
+        events,
+        config.metrics.clone(),
         stores.services.clone(),
         announced_rx,
         shutdown.clone(),

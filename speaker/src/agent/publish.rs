@@ -6,14 +6,16 @@
 //! differs from what it last wrote successfully; a failed write (API server down) is retried after
 //! [`RETRY`], so the announcements themselves never wait for the API. The `SpeakerStatus` is
 //! written at most once per [`STATUS_MIN_INTERVAL`]: during a failover storm every change in
-//! between is folded into the next write.
+//! between is folded into the next write. Events go to the shared bounded queue
+//! ([`ferrolb_runtime::events::EventQueue`]), so a takeover of thousands of Services never waits
+//! for its Events.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferrolb_config::crd::{SpeakerStatus, SpeakerStatusStatus};
 use ferrolb_runtime::cache::{ObjectKey, Projection};
-use ferrolb_runtime::events::{EventNote, EventPublisher, EventType};
+use ferrolb_runtime::events::{EventNote, EventQueue, EventType};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
@@ -23,6 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::FIELD_MANAGER;
+use super::metrics::SpeakerMetrics;
 use super::objects::ServiceFacts;
 use super::status::{
     Announced, L2_ANNOUNCED, REASON_ANNOUNCING, REASON_CONFLICT, ServiceUpdate, service_updates,
@@ -128,18 +131,27 @@ async fn write_status(
 pub async fn service_conditions(
     client: Client,
     node: String,
+    events: EventQueue,
+    metrics: SpeakerMetrics,
     services: Projection<ServiceFacts>,
     mut wanted: watch::Receiver<BTreeMap<ServiceRef, Announced>>,
     shutdown: CancellationToken,
 ) {
-    let publisher = EventPublisher::new(client.clone(), FIELD_MANAGER, node.clone());
     let mut written: BTreeMap<ServiceRef, Announced> = BTreeMap::new();
     loop {
         let target = wanted.borrow_and_update().clone();
         let shown = shown_conditions(&services, written.keys().chain(target.keys()));
         let mut failed = false;
         for update in service_updates(&node, &written, &target, &shown) {
-            let result = apply(&client, &publisher, &services, &node, &update).await;
+            let result = apply(&client, &node, &update).await;
+            if result.is_ok() {
+                for (note, reference) in events_of(&services, &node, &update) {
+                    if let Err(dropped) = events.push(note, reference) {
+                        tracing::debug!(%dropped, "Event not published");
+                        metrics.event_dropped();
+                    }
+                }
+            }
             match (result, update) {
                 (
                     Ok(()),
@@ -188,13 +200,8 @@ fn shown_conditions<'a>(
         .collect()
 }
 
-async fn apply(
-    client: &Client,
-    publisher: &EventPublisher,
-    services: &Projection<ServiceFacts>,
-    node: &str,
-    update: &ServiceUpdate,
-) -> Result<(), kube::Error> {
+/// Writes the condition of one update.
+async fn apply(client: &Client, node: &str, update: &ServiceUpdate) -> Result<(), kube::Error> {
     let (service, status) = match update {
         ServiceUpdate::Announce {
             service, announced, ..
@@ -225,52 +232,59 @@ async fn apply(
     {
         Ok(_) => {}
         // Deleted meanwhile: nothing left to write on.
-        Err(kube::Error::Api(response)) if response.code == 404 => return Ok(()),
+        Err(kube::Error::Api(response)) if response.code == 404 => {}
         Err(error) => return Err(error),
     }
-    if let ServiceUpdate::Announce {
+    Ok(())
+}
+
+/// The Events of an `Announce` written: `Announcing` when this node took the Service over,
+/// `AddressConflict` when a foreign station newly claims one of its IPs.
+fn events_of(
+    services: &Projection<ServiceFacts>,
+    node: &str,
+    update: &ServiceUpdate,
+) -> Vec<(EventNote, ObjectReference)> {
+    let ServiceUpdate::Announce {
+        service,
         announced,
         event,
         conflict_event,
-        ..
     } = update
-        && (*event || *conflict_event)
-    {
-        let uid = services
-            .read()
-            .get(&ObjectKey::new(&service.namespace, &service.name))
-            .and_then(|facts| facts.uid.clone());
-        let reference = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Service".into()),
-            name: Some(service.name.clone()),
-            namespace: Some(service.namespace.clone()),
-            uid,
-            ..ObjectReference::default()
-        };
-        let mut events = Vec::new();
-        if *event {
-            events.push(EventNote {
-                type_: EventType::Normal,
-                reason: REASON_ANNOUNCING.to_owned(),
-                note: announced.message(node),
-                action: "Announce".to_owned(),
-            });
-        }
-        if *conflict_event && let Some(note) = announced.conflict_note() {
-            events.push(EventNote {
-                type_: EventType::Warning,
-                reason: REASON_CONFLICT.to_owned(),
-                note: format!("node {node}: {note}"),
-                action: "Announce".to_owned(),
-            });
-        }
-        for event in events {
-            // An Event lost is not worth a retry of the condition.
-            if let Err(error) = publisher.publish(&event, &reference).await {
-                tracing::warn!(%error, service = %service, "publishing Event");
-            }
-        }
+    else {
+        return Vec::new();
+    };
+    let uid = services
+        .read()
+        .get(&ObjectKey::new(&service.namespace, &service.name))
+        .and_then(|facts| facts.uid.clone());
+    let reference = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Service".into()),
+        name: Some(service.name.clone()),
+        namespace: Some(service.namespace.clone()),
+        uid,
+        ..ObjectReference::default()
+    };
+    let mut events = Vec::new();
+    if *event {
+        events.push(EventNote {
+            type_: EventType::Normal,
+            reason: REASON_ANNOUNCING.to_owned(),
+            note: announced.message(node),
+            action: "Announce".to_owned(),
+        });
     }
-    Ok(())
+    if *conflict_event && let Some(note) = announced.conflict_note() {
+        events.push(EventNote {
+            type_: EventType::Warning,
+            reason: REASON_CONFLICT.to_owned(),
+            note: format!("node {node}: {note}"),
+            action: "Announce".to_owned(),
+        });
+    }
+    events
+        .into_iter()
+        .map(|note| (note, reference.clone()))
+        .collect()
 }
