@@ -342,7 +342,8 @@ struct Loop {
     members: mpsc::Sender<MemberCommand>,
     v6_socket: bool,
     status_tx: watch::Sender<SpeakerStatusStatus>,
-    announced_tx: watch::Sender<BTreeMap<ServiceRef, Announced>>,
+    /// Shared with the condition writer, not copied: one entry per announced Service.
+    announced_tx: watch::Sender<Arc<BTreeMap<ServiceRef, Announced>>>,
     /// `None` once settled; else (earliest, latest) time to start announcing.
     settling: Option<(Instant, Instant)>,
     /// A member came (back) up since the last computation: announce what this node keeps again.
@@ -489,8 +490,10 @@ impl Loop {
         self.publish_status(interfaces);
         let announced = status::announced(&self.desired, &self.conflicts);
         self.announced_tx.send_if_modified(|current| {
-            let changed = *current != announced;
-            *current = announced;
+            let changed = **current != announced;
+            if changed {
+                *current = Arc::new(announced);
+            }
             changed
         });
     }
@@ -621,7 +624,7 @@ pub async fn run(
     }
 
     let (status_tx, status_rx) = watch::channel(SpeakerStatusStatus::default());
-    let (announced_tx, announced_rx) = watch::channel(BTreeMap::new());
+    let (announced_tx, announced_rx) = watch::channel(Arc::default());
     tokio::spawn(publish::speaker_status(
         client.clone(),
         config.node.clone(),

@@ -11,6 +11,7 @@
 //! for its Events.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_config::crd::{SpeakerStatus, SpeakerStatusStatus};
@@ -115,15 +116,32 @@ async fn write_status(
         api.patch(node, params, &Patch::Apply(&object)).await?;
         *object_written = true;
     }
-    let patch = json!({
-        "apiVersion": "ferrolb.io/v1beta1",
-        "kind": "SpeakerStatus",
-        "metadata": {"name": node},
-        "status": status,
-    });
+    let patch = StatusPatch {
+        api_version: "ferrolb.io/v1beta1",
+        kind: "SpeakerStatus",
+        metadata: PatchMetadata { name: node },
+        status,
+    };
     api.patch_status(node, params, &Patch::Apply(&patch))
         .await
         .map(drop)
+}
+
+/// The server-side apply body of a status write, serialized straight from the status: with
+/// thousands of announcements a `serde_json::Value` of it would be a tree of as many maps, built
+/// for every write.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusPatch<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: PatchMetadata<'a>,
+    status: &'a SpeakerStatusStatus,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct PatchMetadata<'a> {
+    name: &'a str,
 }
 
 /// Keeps the `ferrolb.io/L2Announced` condition on the Services this node announces, and emits an
@@ -134,12 +152,12 @@ pub async fn service_conditions(
     events: EventQueue,
     metrics: SpeakerMetrics,
     services: Projection<ServiceFacts>,
-    mut wanted: watch::Receiver<BTreeMap<ServiceRef, Announced>>,
+    mut wanted: watch::Receiver<Arc<BTreeMap<ServiceRef, Announced>>>,
     shutdown: CancellationToken,
 ) {
     let mut written: BTreeMap<ServiceRef, Announced> = BTreeMap::new();
     loop {
-        let target = wanted.borrow_and_update().clone();
+        let target = Arc::clone(&wanted.borrow_and_update());
         let shown = shown_conditions(&services, written.keys().chain(target.keys()));
         let mut failed = false;
         for update in service_updates(&node, &written, &target, &shown) {
