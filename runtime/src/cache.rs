@@ -116,12 +116,14 @@ impl<P> Projection<P> {
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
-    /// Applies one watch event, reducing objects with `project`; says whether what the cache
-    /// shows changed. `listing` holds a re-list in progress (between `Init` and `InitDone`).
+    /// Applies one watch event, reducing objects with `project`; says whether the readers must
+    /// look again: an object added or removed, or changed so that `wakes(old, new)`.
+    /// `listing` holds a re-list in progress (between `Init` and `InitDone`).
     fn apply<K: Resource>(
         &self,
         event: watcher::Event<K>,
         project: &impl Fn(&K) -> Option<P>,
+        wakes: fn(&P, &P) -> bool,
         listing: &mut Option<HashMap<ObjectKey, P>>,
     ) -> bool
     where
@@ -136,10 +138,14 @@ impl<P> Projection<P> {
             watcher::Event::Apply(object) => {
                 let key = ObjectKey::of(&object);
                 match project(&object) {
-                    Some(value) if objects.get(&key) == Some(&value) => false,
                     Some(value) => {
+                        let wake = match objects.get(&key) {
+                            Some(old) if *old == value => return false,
+                            Some(old) => wakes(old, &value),
+                            None => true,
+                        };
                         objects.insert(key, value);
-                        true
+                        wake
                     }
                     None => objects.remove(&key).is_some(),
                 }
@@ -168,9 +174,16 @@ impl<P> Projection<P> {
 }
 
 /// Watches every object of `api`'s kind in a task of its own, keeping `project(object)` of each in
-/// the returned cache, and wakes `changed` when what the cache shows changed: an edit of a field
-/// the projection leaves out (another node's counters, a condition nobody reads) wakes no one.
-pub fn project<K, P, F>(api: Api<K>, project: F, changed: Arc<Notify>) -> Projection<P>
+/// the returned cache, and wakes `changed` when an object is added or removed or changes so that
+/// `wakes(old, new)` (`PartialEq::ne` for "any change"): an edit of a field the projection leaves
+/// out (another node's counters) wakes no one, and neither does a change only other readers of
+/// the cache care about.
+pub fn project<K, P, F>(
+    api: Api<K>,
+    project: F,
+    wakes: fn(&P, &P) -> bool,
+    changed: Arc<Notify>,
+) -> Projection<P>
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + 'static,
     K: serde::de::DeserializeOwned,
@@ -186,7 +199,7 @@ where
         while let Some(event) = events.next().await {
             match event {
                 Ok(event) => {
-                    if writer.apply(event, &project, &mut listing) {
+                    if writer.apply(event, &project, wakes, &mut listing) {
                         changed.notify_one();
                     }
                 }
@@ -252,15 +265,16 @@ mod tests {
     fn ready_only_after_the_first_complete_list() {
         let cache = Projection::default();
         let mut listing = None;
-        cache.apply(watcher::Event::Init, &value, &mut listing);
+        cache.apply(watcher::Event::Init, &value, String::ne, &mut listing);
         cache.apply(
             watcher::Event::InitApply(config_map("a", "x", "1")),
             &value,
+            String::ne,
             &mut listing,
         );
         assert!(!*cache.shared.ready.borrow());
         assert!(contents(&cache).is_empty(), "a half list is never visible");
-        cache.apply(watcher::Event::InitDone, &value, &mut listing);
+        cache.apply(watcher::Event::InitDone, &value, String::ne, &mut listing);
         assert!(*cache.shared.ready.borrow());
         assert_eq!(contents(&cache), [("a/x".to_owned(), "1".to_owned())]);
     }
@@ -280,7 +294,7 @@ mod tests {
             watcher::Event::Apply(config_map("a", "x", "3")),
         ]
         .into_iter()
-        .map(|event| cache.apply(event, &value, &mut listing))
+        .map(|event| cache.apply(event, &value, String::ne, &mut listing))
         .collect();
         assert_eq!(changed, [false, true, true, true, false, true, false]);
         assert_eq!(
@@ -294,16 +308,19 @@ mod tests {
         assert!(cache.apply(
             watcher::Event::Apply(config_map("b", "x", "skip")),
             &value,
+            String::ne,
             &mut listing,
         ));
         assert!(cache.apply(
             watcher::Event::Delete(config_map("a", "x", "3")),
             &value,
+            String::ne,
             &mut listing,
         ));
         assert!(!cache.apply(
             watcher::Event::Delete(config_map("a", "y", "skip")),
             &value,
+            String::ne,
             &mut listing,
         ));
         assert!(contents(&cache).is_empty());
@@ -321,14 +338,43 @@ mod tests {
             watcher::Event::Init,
             watcher::Event::InitApply(config_map("a", "kept", "2")),
         ] {
-            cache.apply(event, &value, &mut listing);
+            cache.apply(event, &value, String::ne, &mut listing);
         }
         assert_eq!(
             contents(&cache).len(),
             2,
             "the old list stays until the new one is done"
         );
-        cache.apply(watcher::Event::InitDone, &value, &mut listing);
+        cache.apply(watcher::Event::InitDone, &value, String::ne, &mut listing);
         assert_eq!(contents(&cache), [("a/kept".to_owned(), "2".to_owned())]);
+    }
+
+    #[test]
+    fn a_change_the_readers_ignore_is_kept_without_waking_them() {
+        let cache = Projection::default();
+        let mut listing = None;
+        // Only the first character matters to the readers of this cache.
+        let first_differs = |a: &String, b: &String| a.chars().next() != b.chars().next();
+        for event in [watcher::Event::Init, watcher::Event::InitDone] {
+            cache.apply(event, &value, first_differs, &mut listing);
+        }
+        let mut apply = |v: &str| {
+            cache.apply(
+                watcher::Event::Apply(config_map("a", "x", v)),
+                &value,
+                first_differs,
+                &mut listing,
+            )
+        };
+        assert!(apply("10"), "a new object wakes");
+        assert!(!apply("11"), "an ignored change does not");
+        assert!(apply("21"), "a change the readers see does");
+        assert_eq!(contents(&cache), [("a/x".to_owned(), "21".to_owned())]);
+        assert!(!apply("22"));
+        assert_eq!(
+            contents(&cache),
+            [("a/x".to_owned(), "22".to_owned())],
+            "an ignored change is still kept"
+        );
     }
 }

@@ -216,16 +216,19 @@ impl Stores {
             services: cache::project(
                 Api::all(client.clone()),
                 move |service: &KubeService| objects::service_facts(service, &filter),
+                objects::ServiceFacts::wakes_the_loop,
                 changed.clone(),
             ),
             slices: cache::project(
                 Api::all(client.clone()),
                 objects::slice_facts,
+                PartialEq::ne,
                 changed.clone(),
             ),
             reported: cache::project(
                 Api::<SpeakerStatus>::all(client.clone()),
                 objects::reported_interfaces,
+                PartialEq::ne,
                 changed.clone(),
             ),
         }

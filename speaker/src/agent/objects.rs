@@ -69,6 +69,15 @@ pub struct ServiceFacts {
     pub announceable: Option<Announceable>,
 }
 
+impl ServiceFacts {
+    /// Whether a change from `old` to `new` matters to the control loop: only what it announces
+    /// does. The condition message alone changes on every condition write (thousands of them when
+    /// a node takes many Services over), and only the condition writer reads it, from the cache.
+    pub fn wakes_the_loop(old: &ServiceFacts, new: &ServiceFacts) -> bool {
+        old.announceable != new.announceable
+    }
+}
+
 /// A Service with addresses to announce, as [`crate::desired::Service`] needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announceable {
@@ -537,6 +546,32 @@ mod tests {
         );
         let (services_cache, slices_cache) = cached(&[other], &[]);
         assert!(services(&services_cache, &slices_cache).is_empty());
+    }
+
+    #[test]
+    fn only_a_change_of_what_is_announced_wakes_the_loop() {
+        let facts = |message: &str, ip: &str| {
+            let mut service = service("web", &[ip], None);
+            if let Some(status) = service.status.as_mut() {
+                status.conditions = Some(vec![Condition {
+                    type_: L2_ANNOUNCED.into(),
+                    status: "True".into(),
+                    message: message.into(),
+                    reason: "Announcing".into(),
+                    last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                    observed_generation: None,
+                }]);
+            }
+            service_facts(&service, &filter()).expect("ours")
+        };
+        let before = facts("announced by node-a", "198.51.100.1");
+        let condition_only = facts("announced by node-b", "198.51.100.1");
+        assert_ne!(before, condition_only, "the cache keeps the new message");
+        assert!(!ServiceFacts::wakes_the_loop(&before, &condition_only));
+        assert!(ServiceFacts::wakes_the_loop(
+            &before,
+            &facts("announced by node-a", "198.51.100.2")
+        ));
     }
 
     #[test]
