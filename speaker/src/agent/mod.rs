@@ -2,7 +2,7 @@
 //! status out (SPEC §1, §5).
 //!
 //! ```text
-//!  reflectors (ferrolb CRDs, Services, EndpointSlices, Nodes, Namespaces, SpeakerStatuses) ─┐
+//!  caches (ferrolb CRDs, Services, EndpointSlices, Nodes, Namespaces, SpeakerStatuses) ───┐
 //!  membership driver (MemberChange: who is alive, by UDP heartbeats) ───────────────────────┤ changed
 //!  L2 driver (this node's interfaces, via netlink) ──────────────────────────────────────────┘   │
 //!                                    debounce (DEBOUNCE) ◀────────────────────────────────────────┘
@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Contract:
-//! - **Caches first.** Nothing is computed before every reflector has listed once, so a node never
+//! - **Caches first.** Nothing is computed before every cache has listed once, so a node never
 //!   withdraws an IP merely because the Services were not listed yet.
 //! - **Debounced, never busy.** Every input only marks the state dirty; the state is recomputed
 //!   once, [`DEBOUNCE`] after the first mark (a burst of watch events — a whole initial list, a
