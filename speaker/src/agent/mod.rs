@@ -2,7 +2,7 @@
 //! status out (SPEC §1, §5).
 //!
 //! ```text
-//!  caches (ferrolb CRDs, Services, EndpointSlices, Nodes, Namespaces, SpeakerStatuses) ───┐
+//!  caches (ferrolb CRDs, Services, EndpointSlices, Nodes, Namespaces, SpeakerStatuses) ─────┐
 //!  membership driver (MemberChange: who is alive, by UDP heartbeats) ───────────────────────┤ changed
 //!  L2 driver (this node's interfaces, via netlink) ──────────────────────────────────────────┘   │
 //!                                    debounce (DEBOUNCE) ◀────────────────────────────────────────┘
