@@ -28,7 +28,7 @@ pub fn drop_managed_fields<K: Resource>(object: &mut K) {
 }
 
 /// Objects per page of the initial list. A page is held whole, as JSON and as full objects, until
-/// projected: kube-runtime's 500 made those pages, four kinds listing at once, the peak of the
+/// projected: kube-runtime's 500 made those pages, several kinds listing at once, the peak of the
 /// speaker's memory at start, and that peak is what its RSS keeps. 100 costs a few more round trips
 /// at start (100 requests for 10,000 objects).
 const LIST_PAGE_SIZE: u32 = 100;
