@@ -12,6 +12,8 @@
 
 #[path = "../tests/bfd_lab/mod.rs"]
 mod bfd_lab;
+#[path = "measure/mod.rs"]
+mod measure;
 #[path = "../tests/node_runtime/mod.rs"]
 mod node_runtime;
 
@@ -74,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     for kind in routers {
         for mode in [Mode::Bfd, Mode::HoldTimer] {
             let samples = run(kind, mode, trials)?;
-            report(kind, mode, &samples);
+            measure::report(&format!("{kind} | {}", mode.label()), &samples);
         }
     }
     Ok(())
@@ -123,29 +125,4 @@ fn settle(topo: &Topology, node: &BfdNode, kind: RouterKind, bfd: bool) -> anyho
         bfd_lab::router_has_prefix(topo, kind).ok()?.then_some(())
     })?;
     Ok(())
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-fn report(kind: RouterKind, mode: Mode, samples: &[Duration]) {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    if sorted.is_empty() {
-        println!("{kind} | {} | no trials", mode.label());
-        return;
-    }
-    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
-    println!(
-        "{kind} | {} | n={} | min {} | p50 {} | p99 {} | max {}",
-        mode.label(),
-        sorted.len(),
-        ms(sorted[0]),
-        ms(percentile(&sorted, 50)),
-        ms(percentile(&sorted, 99)),
-        ms(sorted[sorted.len() - 1]),
-    );
 }

@@ -24,8 +24,11 @@
 //! [--speaker PATH] [--controller PATH]`; the paths default to the binaries next to this
 //! benchmark (`target/<profile>/`). The lab is removed on every exit path.
 
+#[path = "measure/mod.rs"]
+mod measure;
+
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -63,27 +66,18 @@ struct Options {
 }
 
 fn options() -> anyhow::Result<Options> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("target directory of the benchmark")?;
     let mut options = Options {
         trials: 20,
         scale: 10_000,
-        speaker: dir.join("ferrolb-speaker"),
-        controller: dir.join("ferrolb-controller"),
+        speaker: measure::binary_next_to_bench("ferrolb-speaker")?,
+        controller: measure::binary_next_to_bench("ferrolb-controller")?,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--trials" => options.trials = value()?.parse()?,
-            "--scale" => options.scale = value()?.parse()?,
-            "--speaker" => options.speaker = value()?.into(),
-            "--controller" => options.controller = value()?.into(),
-            // cargo bench passes --bench to harness=false targets.
-            "--bench" => {}
+    for (name, value) in measure::named_args()? {
+        match name.as_str() {
+            "--trials" => options.trials = value.parse()?,
+            "--scale" => options.scale = value.parse()?,
+            "--speaker" => options.speaker = value.into(),
+            "--controller" => options.controller = value.into(),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -333,7 +327,7 @@ impl Bench<'_> {
     async fn memory_at_scale(&mut self, services: usize) -> anyhow::Result<()> {
         for index in NODES {
             let pid = self.install.pid(index).context("speaker running")?;
-            let (rss, hwm) = l2_mode::memory_kib(pid)?;
+            let (rss, hwm) = measure::memory(pid)?;
             println!("before: node {index} speaker VmRSS {rss} KiB, VmHWM {hwm} KiB");
         }
         l2_mode::apply_pool(&self.client, LABEL, SCALE_POOL, &[SCALE_POOL_V6]).await?;
@@ -406,7 +400,7 @@ impl Bench<'_> {
         tokio::time::sleep(Duration::from_secs(5)).await;
         for index in NODES {
             let pid = self.install.pid(index).context("speaker running")?;
-            let (rss, hwm) = l2_mode::memory_kib(pid)?;
+            let (rss, hwm) = measure::memory(pid)?;
             println!(
                 "at {services} Services: node {index} speaker VmRSS {rss} KiB, VmHWM {hwm} KiB"
             );

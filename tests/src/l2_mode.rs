@@ -611,20 +611,6 @@ pub async fn wait_owner(
     .await
 }
 
-/// (VmRSS, VmHWM) of process `pid` in KiB, from `/proc/<pid>/status`.
-pub fn memory_kib(pid: u32) -> std::io::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("{name} in /proc/{pid}/status")))
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
-
 /// One short request from the L2 client to `ip`: the answering node's name, or `None`.
 pub fn answering_node(lab: &Lab, ip: IpAddr, max_time: &str) -> Option<String> {
     let topology = lab.topology().ok()?;

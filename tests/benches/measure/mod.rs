@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrolb_lab::lab::{Lab, LabOptions};
+pub use ferrolb_lab::probe::percentile;
 use ferrolb_lab::topology::TopologyOptions;
 
 /// A fresh default lab (3 nodes, every router) with this package's backend and reaper; the caller
@@ -64,12 +65,6 @@ pub fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
             .context(name.to_owned())
     };
     Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// Nearest-rank percentile `p` (0..=100) of sorted samples.
-pub fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted[rank.min(sorted.len()) - 1]
 }
 
 /// Prints one line: count, min, p50, p99 and max of `samples` in milliseconds.
