@@ -55,7 +55,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ferrolb_config::crd::{
     BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
-    SpeakerStatus, SpeakerStatusStatus,
+    SpeakerStatusStatus,
 };
 use ferrolb_config::model::Objects;
 use ferrolb_runtime::cache::{self, ObjectKey, Projection, drop_managed_fields};
@@ -74,7 +74,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::metrics::SpeakerMetrics;
-use self::objects::LastValid;
+use self::objects::{LastValid, ReportedInterfaces};
 use self::status::Announced;
 use crate::desired::{self, Desired, InterfaceExclusions, ServiceRef};
 use crate::l2::announcer::{AnnouncerConfig, Counters};
@@ -226,8 +226,8 @@ impl Stores {
                 changed.clone(),
             ),
             reported: cache::project(
-                Api::<SpeakerStatus>::all(client.clone()),
-                objects::reported_interfaces,
+                Api::<ReportedInterfaces>::all(client.clone()),
+                |status: &ReportedInterfaces| status.interfaces.clone(),
                 PartialEq::ne,
                 changed.clone(),
             ),
@@ -344,7 +344,8 @@ struct Loop {
     interfaces: watch::Receiver<crate::l2::driver::Interfaces>,
     members: mpsc::Sender<MemberCommand>,
     v6_socket: bool,
-    status_tx: watch::Sender<SpeakerStatusStatus>,
+    /// Shared with the status writer, not copied: it lists every announced IP.
+    status_tx: watch::Sender<Arc<SpeakerStatusStatus>>,
     /// Shared with the condition writer, not copied: one entry per announced Service.
     announced_tx: watch::Sender<Arc<BTreeMap<ServiceRef, Announced>>>,
     /// `None` once settled; else (earliest, latest) time to start announcing.
@@ -398,7 +399,6 @@ impl Loop {
                 self.peers = peers;
             }
         }
-        let services = objects::services(&self.stores.services.read(), &self.stores.slices.read());
         let local = objects::local_interfaces(&self.interfaces.borrow());
         let published = nodes
             .get(&self.config.node)
@@ -419,15 +419,20 @@ impl Loop {
             tracing::info!(?unknown, "settled; announcing");
             self.settling = None;
         }
-        let next = desired::compute(&desired::Inputs {
-            config: &built.config,
-            node: &self.config.node,
-            nodes: &nodes,
-            interfaces: published.as_deref().unwrap_or_default(),
-            exclusions: &self.config.exclusions,
-            services: &services,
-            live: &self.live,
-        });
+        let next = {
+            // The caches stay locked for the computation only (it borrows from them; no await).
+            let service_facts = self.stores.services.read();
+            let slice_facts = self.stores.slices.read();
+            desired::compute(&desired::Inputs {
+                config: &built.config,
+                node: &self.config.node,
+                nodes: &nodes,
+                interfaces: published.as_deref().unwrap_or_default(),
+                exclusions: &self.config.exclusions,
+                services: &objects::services(&service_facts, &slice_facts),
+                live: &self.live,
+            })
+        };
         let changes = desired::changes(&self.desired, &next);
         for lost in changes.lost {
             tracing::info!(ip = %lost.ip, interface = %lost.interface, "no longer announcing");
@@ -515,8 +520,10 @@ impl Loop {
             &self.config.bgp_status.borrow(),
         );
         self.status_tx.send_if_modified(|current| {
-            let changed = *current != status;
-            *current = status;
+            let changed = **current != status;
+            if changed {
+                *current = Arc::new(status);
+            }
             changed
         });
     }
@@ -626,7 +633,7 @@ pub async fn run(
         tracing::warn!("no interface list from the layer-2 driver yet");
     }
 
-    let (status_tx, status_rx) = watch::channel(SpeakerStatusStatus::default());
+    let (status_tx, status_rx) = watch::channel(Arc::new(SpeakerStatusStatus::default()));
     let (announced_tx, announced_rx) = watch::channel(Arc::default());
     tokio::spawn(publish::speaker_status(
         client.clone(),

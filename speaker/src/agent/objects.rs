@@ -7,6 +7,7 @@
 //! an address that is announced (bad input loses nothing). Deleting an object is deliberate and
 //! does withdraw.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
@@ -17,9 +18,11 @@ use ferrolb_config::model::{self, Config, Diagnostic, ObjectKind, Objects, Reaso
 use ferrolb_runtime::cache::ObjectKey;
 use ferrolb_runtime::class::ClassFilter;
 use ipnet::IpNet;
+use k8s_openapi::ClusterResourceScope;
 use k8s_openapi::api::core::v1::{Node as KubeNode, Service as KubeService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::ResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
 
 use super::status::L2_ANNOUNCED;
 use crate::desired::{Endpoint, Interface, Node, Service, TrafficPolicy};
@@ -48,13 +51,92 @@ pub fn node(node: &KubeNode, reported: Option<&[Interface]>) -> Node {
     }
 }
 
-/// What the speaker's cache keeps of a `SpeakerStatus`: the interfaces it reports, the only part
-/// another node reads (the announcements listed there can number thousands).
-pub fn reported_interfaces(status: &SpeakerStatus) -> Option<Vec<Interface>> {
-    status
-        .status
-        .as_ref()
-        .map(|status| interfaces_from_status(&status.interfaces))
+/// A `SpeakerStatus` as a speaker reads it back: its name and the interfaces it reports, the only
+/// part another node reads, decoded straight from the API server's JSON.
+///
+/// Why not [`SpeakerStatus`]: every speaker watches every node's status, and the announcements
+/// listed there number thousands on a node that owns many IPs. Decoded into `SpeakerStatus`, each
+/// write of that status cost every speaker a transient copy of all of them (megabytes at 10,000
+/// IPs, docs/BENCHMARKS.md); here serde skips them without allocating. Contract: never written
+/// back (writes are server-side applies of our own status), so nothing left out here can be lost.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(from = "wire::SpeakerStatus")]
+pub struct ReportedInterfaces {
+    /// Name and resourceVersion only (kube's watcher needs an `ObjectMeta`).
+    pub metadata: ObjectMeta,
+    /// `None` while the speaker has written no status.
+    pub interfaces: Option<Vec<Interface>>,
+}
+
+impl Resource for ReportedInterfaces {
+    type DynamicType = ();
+    type Scope = ClusterResourceScope;
+
+    fn kind(dynamic: &()) -> Cow<'_, str> {
+        SpeakerStatus::kind(dynamic)
+    }
+
+    fn group(dynamic: &()) -> Cow<'_, str> {
+        SpeakerStatus::group(dynamic)
+    }
+
+    fn version(dynamic: &()) -> Cow<'_, str> {
+        SpeakerStatus::version(dynamic)
+    }
+
+    fn plural(dynamic: &()) -> Cow<'_, str> {
+        SpeakerStatus::plural(dynamic)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// The API server's JSON of a `SpeakerStatus`, only the fields read; serde skips the others
+/// without allocating.
+mod wire {
+    use ferrolb_config::crd::speaker_status::InterfaceStatus;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default)]
+    pub struct SpeakerStatus {
+        pub metadata: Metadata,
+        pub status: Option<Status>,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    pub struct Metadata {
+        pub name: Option<String>,
+        pub resource_version: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default)]
+    pub struct Status {
+        pub interfaces: Vec<InterfaceStatus>,
+    }
+}
+
+impl From<wire::SpeakerStatus> for ReportedInterfaces {
+    fn from(status: wire::SpeakerStatus) -> Self {
+        ReportedInterfaces {
+            metadata: ObjectMeta {
+                name: status.metadata.name,
+                resource_version: status.metadata.resource_version,
+                ..ObjectMeta::default()
+            },
+            interfaces: status
+                .status
+                .map(|status| interfaces_from_status(&status.interfaces)),
+        }
+    }
 }
 
 /// What the speaker's cache keeps of a Service: the inputs of [`crate::desired`] and what the
@@ -81,7 +163,8 @@ impl ServiceFacts {
 /// A Service with addresses to announce, as [`crate::desired::Service`] needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announceable {
-    pub labels: BTreeMap<String, String>,
+    /// Sorted by key.
+    pub labels: Box<[(String, String)]>,
     /// `status.loadBalancer.ingress[].ip`.
     pub ips: Vec<IpAddr>,
     pub traffic_policy: TrafficPolicy,
@@ -119,7 +202,11 @@ pub fn service_facts(service: &KubeService, filter: &ClassFilter) -> Option<Serv
             .ok()
             .and_then(|requests| requests.sharing_key);
         Announceable {
-            labels: service.labels().clone(),
+            labels: service
+                .labels()
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
             ips,
             traffic_policy,
             sharing_key,
@@ -159,29 +246,30 @@ pub fn slice_facts(slice: &EndpointSlice) -> Option<SliceFacts> {
     Some(SliceFacts { service, endpoints })
 }
 
-/// The Services with addresses to announce, with the endpoints of their EndpointSlices.
-pub fn services(
-    services: &HashMap<ObjectKey, ServiceFacts>,
-    slices: &HashMap<ObjectKey, SliceFacts>,
-) -> Vec<Service> {
-    let mut endpoints: HashMap<(&str, &str), Vec<Endpoint>> = HashMap::new();
+/// The Services with addresses to announce, with the endpoints of their EndpointSlices, borrowed
+/// from the caches.
+pub fn services<'a>(
+    services: &'a HashMap<ObjectKey, ServiceFacts>,
+    slices: &'a HashMap<ObjectKey, SliceFacts>,
+) -> Vec<Service<'a>> {
+    let mut endpoints: HashMap<(&str, &str), Vec<&Endpoint>> = HashMap::new();
     for (key, slice) in slices {
         endpoints
             .entry((&key.namespace, &slice.service))
             .or_default()
-            .extend(slice.endpoints.iter().cloned());
+            .extend(&slice.endpoints);
     }
     services
         .iter()
         .filter_map(|(key, facts)| {
             let announceable = facts.announceable.as_ref()?;
             Some(Service {
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                labels: announceable.labels.clone(),
-                ips: announceable.ips.clone(),
+                namespace: &key.namespace,
+                name: &key.name,
+                labels: &announceable.labels,
+                ips: &announceable.ips,
                 traffic_policy: announceable.traffic_policy,
-                sharing_key: announceable.sharing_key.clone(),
+                sharing_key: announceable.sharing_key.as_deref(),
                 endpoints: endpoints
                     .remove(&(key.namespace.as_str(), key.name.as_str()))
                     .unwrap_or_default(),
@@ -500,7 +588,7 @@ mod tests {
             vec!["198.51.100.1".parse::<std::net::IpAddr>().expect("ip")]
         );
         assert_eq!(web.traffic_policy, TrafficPolicy::Local);
-        assert_eq!(web.sharing_key.as_deref(), Some("k"));
+        assert_eq!(web.sharing_key, Some("k"));
         let mut nodes: Vec<_> = web
             .endpoints
             .iter()
@@ -594,21 +682,21 @@ mod tests {
         let unreported = node(&kube_node, None);
         assert!(unreported.network_unavailable);
         assert_eq!(unreported.interfaces, None);
-        let mut status = SpeakerStatus::new(
-            "node-a",
-            ferrolb_config::crd::SpeakerStatusSpec {
-                node_name: "node-a".into(),
-            },
-        );
-        status.status = Some(ferrolb_config::crd::SpeakerStatusStatus {
-            interfaces: vec![InterfaceStatus {
-                name: "eth0".into(),
-                up: true,
-                addresses: vec!["198.51.100.4/24".into(), "garbage".into()],
-            }],
-            ..Default::default()
-        });
-        let interfaces = reported_interfaces(&status);
+        let status: ReportedInterfaces = serde_json::from_value(json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "SpeakerStatus",
+            "metadata": {"name": "node-a", "resourceVersion": "7",
+                         "managedFields": [{"manager": "ferrolb-speaker"}]},
+            "spec": {"nodeName": "node-a"},
+            "status": {
+                "l2Announcements": [{"ip": "198.51.100.10", "service": "ns/a", "interface": "eth0"}],
+                "interfaces": [{"name": "eth0", "up": true,
+                                "addresses": ["198.51.100.4/24", "garbage"]}]
+            }
+        }))
+        .expect("SpeakerStatus");
+        assert_eq!(status.name_any(), "node-a");
+        assert_eq!(status.resource_version().as_deref(), Some("7"));
+        let interfaces = status.interfaces;
         let reported = node(&kube_node, interfaces.as_deref());
         assert_eq!(
             reported.interfaces,
@@ -618,6 +706,17 @@ mod tests {
                 addresses: vec!["198.51.100.4/24".parse().expect("net")],
             }])
         );
+    }
+
+    #[test]
+    fn a_speaker_status_without_status_reports_no_interfaces() {
+        let status: ReportedInterfaces = serde_json::from_value(json!({
+            "apiVersion": "ferrolb.io/v1beta1", "kind": "SpeakerStatus",
+            "metadata": {"name": "node-b"}, "spec": {"nodeName": "node-b"}
+        }))
+        .expect("SpeakerStatus");
+        assert_eq!(status.interfaces, None);
+        assert_eq!(ReportedInterfaces::plural(&()), "speakerstatuses");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::Duration;
 use ferrolb_config::crd::{SpeakerStatus, SpeakerStatusStatus};
 use ferrolb_runtime::cache::{ObjectKey, Projection};
 use ferrolb_runtime::events::{EventNote, EventQueue, EventType};
+use ferrolb_runtime::unread::Unread;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
@@ -29,7 +30,8 @@ use super::FIELD_MANAGER;
 use super::metrics::SpeakerMetrics;
 use super::objects::ServiceFacts;
 use super::status::{
-    Announced, L2_ANNOUNCED, REASON_ANNOUNCING, REASON_CONFLICT, ServiceUpdate, service_updates,
+    Announced, L2_ANNOUNCED, REASON_ANNOUNCING, REASON_CONFLICT, ServiceUpdate, after_updates,
+    service_updates,
 };
 use crate::desired::ServiceRef;
 
@@ -45,13 +47,14 @@ pub const CONDITION_RESYNC: Duration = Duration::from_secs(5);
 pub async fn speaker_status(
     client: Client,
     node: String,
-    mut wanted: watch::Receiver<SpeakerStatusStatus>,
+    mut wanted: watch::Receiver<Arc<SpeakerStatusStatus>>,
     shutdown: CancellationToken,
 ) {
-    let api: Api<SpeakerStatus> = Api::all(client);
+    // The writer reads no response; the full object would be a copy of every announcement.
+    let api: Api<Unread<SpeakerStatus>> = Api::all(client);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut object_written = false;
-    let mut written: Option<SpeakerStatusStatus> = None;
+    let mut written: Option<Arc<SpeakerStatusStatus>> = None;
     loop {
         let status = wanted.borrow_and_update().clone();
         if written.as_ref() != Some(&status) {
@@ -88,7 +91,7 @@ async fn pause(duration: Duration, shutdown: &CancellationToken) -> bool {
 }
 
 async fn write_status(
-    api: &Api<SpeakerStatus>,
+    api: &Api<Unread<SpeakerStatus>>,
     params: &PatchParams,
     node: &str,
     status: &SpeakerStatusStatus,
@@ -155,41 +158,48 @@ pub async fn service_conditions(
     mut wanted: watch::Receiver<Arc<BTreeMap<ServiceRef, Announced>>>,
     shutdown: CancellationToken,
 ) {
-    let mut written: BTreeMap<ServiceRef, Announced> = BTreeMap::new();
+    // What this node last wrote; after a pass without failures it is the target itself, shared.
+    let mut written: Arc<BTreeMap<ServiceRef, Announced>> = Arc::default();
     loop {
         let target = Arc::clone(&wanted.borrow_and_update());
-        let shown = shown_conditions(&services, written.keys().chain(target.keys()));
+        let updates = {
+            let cached = services.read();
+            service_updates(&node, &written, &target, |service| {
+                cached
+                    .get(&ObjectKey::new(&service.namespace, &service.name))?
+                    .l2_announced
+                    .as_deref()
+            })
+        };
+        let mut applied = Vec::new();
         let mut failed = false;
-        for update in service_updates(&node, &written, &target, &shown) {
-            let result = apply(&client, &node, &update).await;
-            if result.is_ok() {
-                for (note, reference) in events_of(&services, &node, &update) {
-                    if let Err(dropped) = events.push(note, reference) {
-                        tracing::debug!(%dropped, "Event not published");
-                        metrics.event_dropped();
+        for update in &updates {
+            match apply(&client, &node, update).await {
+                Ok(()) => {
+                    for (note, reference) in events_of(&services, &node, update) {
+                        if let Err(dropped) = events.push(note, reference) {
+                            tracing::debug!(%dropped, "Event not published");
+                            metrics.event_dropped();
+                        }
                     }
+                    applied.push(update);
                 }
-            }
-            match (result, update) {
-                (
-                    Ok(()),
-                    ServiceUpdate::Announce {
-                        service, announced, ..
-                    },
-                ) => {
-                    written.insert(service, announced);
-                }
-                (Ok(()), ServiceUpdate::Withdraw { service }) => {
-                    written.remove(&service);
-                }
-                (Err(error), update) => {
+                Err(error) => {
                     tracing::warn!(%error, ?update, "writing Service condition; retrying");
                     failed = true;
                 }
             }
         }
-        // A condition that names another node now is that node's to remove.
-        written.retain(|service, _| target.contains_key(service) || failed);
+        // Without failures every Service shows the target (a condition that names another node
+        // now is that node's to remove); else only what succeeded is written.
+        let now_written = if failed {
+            Arc::new(after_updates(&written, &applied))
+        } else {
+            Arc::clone(&target)
+        };
+        drop(applied);
+        drop(updates);
+        written = now_written;
         if failed {
             if pause(RETRY, &shutdown).await {
                 return;
@@ -204,22 +214,8 @@ pub async fn service_conditions(
     }
 }
 
-/// The message of the `ferrolb.io/L2Announced` condition of each of `services` that has one.
-fn shown_conditions<'a>(
-    cache: &Projection<ServiceFacts>,
-    services: impl Iterator<Item = &'a ServiceRef>,
-) -> BTreeMap<ServiceRef, String> {
-    let cached = cache.read();
-    services
-        .filter_map(|service| {
-            let facts = cached.get(&ObjectKey::new(&service.namespace, &service.name))?;
-            Some((service.clone(), facts.l2_announced.clone()?))
-        })
-        .collect()
-}
-
 /// Writes the condition of one update.
-async fn apply(client: &Client, node: &str, update: &ServiceUpdate) -> Result<(), kube::Error> {
+async fn apply(client: &Client, node: &str, update: &ServiceUpdate<'_>) -> Result<(), kube::Error> {
     let (service, status) = match update {
         ServiceUpdate::Announce {
             service, announced, ..
@@ -236,7 +232,8 @@ async fn apply(client: &Client, node: &str, update: &ServiceUpdate) -> Result<()
         // Owning no condition any more removes ours unless another node's speaker took it over.
         ServiceUpdate::Withdraw { service } => (service, json!({})),
     };
-    let api: Api<Service> = Api::namespaced(client.clone(), &service.namespace);
+    // One write per announced Service: the response is not read, so it is not decoded.
+    let api: Api<Unread<Service>> = Api::namespaced(client.clone(), &service.namespace);
     let patch = json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -261,7 +258,7 @@ async fn apply(client: &Client, node: &str, update: &ServiceUpdate) -> Result<()
 fn events_of(
     services: &Projection<ServiceFacts>,
     node: &str,
-    update: &ServiceUpdate,
+    update: &ServiceUpdate<'_>,
 ) -> Vec<(EventNote, ObjectReference)> {
     let ServiceUpdate::Announce {
         service,

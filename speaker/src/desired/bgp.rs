@@ -36,7 +36,7 @@ pub(super) fn desired(inputs: &Inputs<'_>) -> BTreeMap<String, Routes> {
             };
             let advertisements = inputs.config.bgp_advertisements.values().filter(|a| {
                 a.pools.contains(&pool.name)
-                    && selected(&a.service_selectors, &service.labels)
+                    && service.selected_by(&a.service_selectors)
                     && selected(&a.node_selectors, &node.labels)
             });
             for advertisement in advertisements {

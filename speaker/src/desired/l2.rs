@@ -110,7 +110,7 @@ struct Covered<'c> {
 /// The L2Advertisements that cover `ip`'s pool and select `service`.
 fn advertisements_for<'c>(
     inputs: &Inputs<'c>,
-    service: &Service,
+    service: &Service<'_>,
     ip: IpAddr,
 ) -> Vec<&'c L2Advertisement> {
     let Some(pool) = inputs.config.pool_of(ip) else {
@@ -120,7 +120,7 @@ fn advertisements_for<'c>(
         .config
         .l2_advertisements
         .values()
-        .filter(|a| a.pools.contains(&pool.name) && selected(&a.service_selectors, &service.labels))
+        .filter(|a| a.pools.contains(&pool.name) && service.selected_by(&a.service_selectors))
         .collect()
 }
 
@@ -135,7 +135,7 @@ struct NodeView<'a> {
 fn fit<'a>(
     inputs: &Inputs<'_>,
     view: &NodeView<'a>,
-    service: &Service,
+    service: &Service<'_>,
     ip: IpAddr,
     advertisements: &[&L2Advertisement],
 ) -> Option<Fit<'a>> {
@@ -205,7 +205,10 @@ fn intersect<'a>(a: &Eligible<'a>, b: &Eligible<'a>) -> Eligible<'a> {
 
 /// Election groups: Services linked by a common IP or a common election key (the sharing key),
 /// each group named by the smallest key among its Services, with its members' indexes.
-fn groups(services: &[Service], covered: &[Covered<'_>]) -> BTreeMap<ElectionKey, BTreeSet<usize>> {
+fn groups(
+    services: &[Service<'_>],
+    covered: &[Covered<'_>],
+) -> BTreeMap<ElectionKey, BTreeSet<usize>> {
     let claimed: BTreeSet<usize> = covered.iter().map(|c| c.index).collect();
     // Union-find over service indexes.
     let mut parent: BTreeMap<usize, usize> = claimed.iter().map(|i| (*i, *i)).collect();

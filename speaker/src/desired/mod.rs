@@ -156,38 +156,53 @@ impl Endpoint {
     }
 }
 
-/// A LoadBalancer Service of our class with the IPs the controller gave it.
+/// A LoadBalancer Service of our class with the IPs the controller gave it, borrowed from the
+/// speaker's caches: [`compute`] runs on every change, and owned copies of 10,000 Services with
+/// their labels and endpoints were the largest transient allocation of a recomputation
+/// (docs/BENCHMARKS.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Service {
-    pub namespace: String,
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
+pub struct Service<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    /// Sorted by key, as the API server keeps them (see [`Service::selected_by`]).
+    pub labels: &'a [(String, String)],
     /// `status.loadBalancer.ingress[].ip`.
-    pub ips: Vec<IpAddr>,
+    pub ips: &'a [IpAddr],
     pub traffic_policy: TrafficPolicy,
     /// `ferrolb.io/allow-shared-ip`.
-    pub sharing_key: Option<String>,
+    pub sharing_key: Option<&'a str>,
     /// Endpoints of all the Service's EndpointSlices.
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Vec<&'a Endpoint>,
 }
 
-impl Service {
+impl Service<'_> {
     pub fn reference(&self) -> ServiceRef {
         ServiceRef {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+            namespace: self.namespace.to_owned(),
+            name: self.name.to_owned(),
         }
     }
 
     fn election_key(&self) -> ElectionKey {
-        ElectionKey::for_service(&self.namespace, &self.name, self.sharing_key.as_deref())
+        ElectionKey::for_service(self.namespace, self.name, self.sharing_key)
+    }
+
+    /// Whether a selector list (`serviceSelectors`) selects the Service. Labels are cached as a
+    /// sorted slice, not a map: a one-entry `BTreeMap` allocates a node for eleven, once per
+    /// Service in every speaker's cache; the map the selectors match against is built only when
+    /// there is a selector.
+    fn selected_by(&self, selectors: &[Selector]) -> bool {
+        selectors.is_empty() || {
+            let labels: BTreeMap<String, String> = self.labels.iter().cloned().collect();
+            selected(selectors, &labels)
+        }
     }
 
     /// Usable endpoints (see the module docs): the ready ones, or the serving-and-terminating
     /// ones when none is ready.
     fn usable_endpoints(&self) -> impl Iterator<Item = &Endpoint> {
         let any_ready = self.endpoints.iter().any(|e| e.ready);
-        self.endpoints.iter().filter(move |e| {
+        self.endpoints.iter().copied().filter(move |e| {
             if any_ready {
                 e.ready
             } else {
@@ -220,7 +235,7 @@ pub struct Inputs<'a> {
     pub interfaces: &'a [Interface],
     pub exclusions: &'a InterfaceExclusions,
     /// LoadBalancer Services of our class.
-    pub services: &'a [Service],
+    pub services: &'a [Service<'a>],
     /// Peers that membership judges alive; this node is live whether listed or not.
     pub live: &'a BTreeSet<String>,
 }
@@ -293,6 +308,6 @@ fn selected(selectors: &[Selector], labels: &BTreeMap<String, String>) -> bool {
 }
 
 /// A Service's IPs without duplicates, in order.
-fn distinct_ips(service: &Service) -> BTreeSet<IpAddr> {
+fn distinct_ips(service: &Service<'_>) -> BTreeSet<IpAddr> {
     service.ips.iter().copied().collect()
 }

@@ -37,12 +37,39 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A Service as a test writes it; [`compute`] sees it through [`TestService::view`], as the
+/// speaker sees its caches.
+#[derive(Clone)]
+struct TestService {
+    namespace: String,
+    name: String,
+    labels: Vec<(String, String)>,
+    ips: Vec<IpAddr>,
+    traffic_policy: TrafficPolicy,
+    sharing_key: Option<String>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl TestService {
+    fn view(&self) -> Service<'_> {
+        Service {
+            namespace: &self.namespace,
+            name: &self.name,
+            labels: &self.labels,
+            ips: &self.ips,
+            traffic_policy: self.traffic_policy,
+            sharing_key: self.sharing_key.as_deref(),
+            endpoints: self.endpoints.iter().collect(),
+        }
+    }
+}
+
 /// A cluster: ferrolb objects, Nodes, Services and the live members.
 #[derive(Clone)]
 struct World {
     objects: Objects,
     nodes: BTreeMap<String, Node>,
-    services: Vec<Service>,
+    services: Vec<TestService>,
     live: BTreeSet<String>,
     exclusions: InterfaceExclusions,
 }
@@ -162,11 +189,16 @@ impl World {
         self.service_with(name, ips, |_| {})
     }
 
-    fn service_with(mut self, name: &str, ips: &[&str], edit: impl FnOnce(&mut Service)) -> Self {
-        let mut service = Service {
+    fn service_with(
+        mut self,
+        name: &str,
+        ips: &[&str],
+        edit: impl FnOnce(&mut TestService),
+    ) -> Self {
+        let mut service = TestService {
             namespace: "default".into(),
             name: name.into(),
-            labels: BTreeMap::new(),
+            labels: Vec::new(),
             ips: ips.iter().map(|i| ip(i)).collect(),
             traffic_policy: TrafficPolicy::Cluster,
             sharing_key: None,
@@ -175,6 +207,10 @@ impl World {
         edit(&mut service);
         self.services.push(service);
         self
+    }
+
+    fn views(&self) -> Vec<Service<'_>> {
+        self.services.iter().map(TestService::view).collect()
     }
 
     fn config(&self) -> Config {
@@ -202,7 +238,7 @@ impl World {
             nodes: &self.nodes,
             interfaces: &interfaces,
             exclusions: &self.exclusions,
-            services: &self.services,
+            services: &self.views(),
             live: &self.live,
         })
     }
@@ -284,7 +320,7 @@ fn serving_terminating(node: &str) -> Endpoint {
     }
 }
 
-fn local_with(endpoints: Vec<Endpoint>) -> impl FnOnce(&mut Service) {
+fn local_with(endpoints: Vec<Endpoint>) -> impl FnOnce(&mut TestService) {
     move |s| {
         s.traffic_policy = TrafficPolicy::Local;
         s.endpoints = endpoints;
@@ -384,7 +420,7 @@ fn service_selector_must_match_service_labels() {
         .node("node-a", &[])
         .service("internal", &["198.51.100.10"])
         .service_with("public", &["198.51.100.11"], |s| {
-            s.labels = labels(&[("exposure", "public")]);
+            s.labels = labels(&[("exposure", "public")]).into_iter().collect();
         });
     let desired = world.desired("node-a");
     assert!(!desired.l2.contains_key(&ip("198.51.100.10")));
@@ -552,7 +588,7 @@ fn this_node_without_its_node_object_announces_nothing() {
         nodes: &world.nodes,
         interfaces: &interfaces,
         exclusions: &world.exclusions,
-        services: &world.services,
+        services: &world.views(),
         live: &world.live,
     });
     assert_eq!(desired.l2[&ip("198.51.100.10")].owner, None);
@@ -869,7 +905,7 @@ fn shared_ip_owner_must_serve_every_service_on_it() {
     // the hash alone would pick another node for some of them.
     for key in ["dns", "ntp", "syslog", "ldap", "kerberos", "radius"] {
         let sharing = |endpoints: Vec<Endpoint>| {
-            move |s: &mut Service| {
+            move |s: &mut TestService| {
                 s.sharing_key = Some(key.into());
                 local_with(endpoints)(s);
             }
@@ -1000,7 +1036,7 @@ fn bgp_advertisement_service_selector_must_match() {
         )
         .service("internal", &["198.51.100.10"])
         .service_with("public", &["198.51.100.11"], |s| {
-            s.labels = labels(&[("exposure", "public")]);
+            s.labels = labels(&[("exposure", "public")]).into_iter().collect();
         });
     assert_eq!(
         routes_to(&world.desired("node-a"), "core"),
@@ -1424,7 +1460,7 @@ fn property_world(nodes: &[NodeCase], services: &[ServiceCase]) -> World {
             };
             s.endpoints = endpoints;
             if case.public {
-                s.labels = labels(&[("exposure", "public")]);
+                s.labels = labels(&[("exposure", "public")]).into_iter().collect();
             }
         });
     }
@@ -1483,7 +1519,7 @@ proptest! {
         for service in &world.services {
             for ip in &service.ips {
                 if let Some(owner) = first.l2.get(ip).and_then(|d| d.owner.as_deref()) {
-                    prop_assert!(service.served_at(owner), "{} cannot serve {} on {}", owner, service.name, ip);
+                    prop_assert!(service.view().served_at(owner), "{} cannot serve {} on {}", owner, service.name, ip);
                 }
             }
         }
