@@ -2,6 +2,7 @@
 //! them until SIGTERM (see `ferrolb_speaker::agent` for what they do).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use ferrolb_runtime::admin::AdminServer;
@@ -17,6 +18,10 @@ use prometheus_client::registry::Registry;
 /// keep packets (ARP/NDP, heartbeats, BGP, BFD) answered while the other recomputes the desired
 /// state, and more would only cost memory on a large node.
 const WORKER_THREADS: usize = 2;
+/// How often the heap's free pages go back to the kernel (`sys::release_free_heap`). A takeover
+/// of thousands of IPs is followed by thousands of condition writes whose transient memory would
+/// otherwise stay resident; trimming takes about 0.1 ms on an idle heap and 1–3 ms on a busy one.
+const HEAP_TRIM_PERIOD: Duration = Duration::from_secs(10);
 
 fn main() -> anyhow::Result<()> {
     ferrolb_speaker::sys::single_malloc_arena().context("malloc arena limit")?;
@@ -39,6 +44,13 @@ async fn run() -> anyhow::Result<()> {
     let (ready, ready_rx) = tokio::sync::watch::channel(false);
     let admin = AdminServer::bind(args.admin.admin_addr).await?;
     let admin = tokio::spawn(admin.serve(ready_rx, Arc::new(registry), shutdown.clone()));
+    tokio::spawn(async {
+        let mut period = tokio::time::interval(HEAP_TRIM_PERIOD);
+        loop {
+            period.tick().await;
+            ferrolb_speaker::sys::release_free_heap();
+        }
+    });
     let (bgp_view, bgp_view_rx) = tokio::sync::watch::channel(Arc::default());
     let (bgp_status_tx, bgp_status) = tokio::sync::watch::channel(BgpStatus::default());
     let bgp = tokio::spawn(bgp::run(

@@ -11,6 +11,7 @@
 //! - tokio registration of sockets tokio has no type for (the layer-2 driver's packet and
 //!   netlink sockets).
 //! - `mallopt(M_ARENA_MAX)` (mallopt(3)): one glibc malloc arena for the whole process.
+//! - `malloc_trim` (malloc_trim(3)): hands the heap's free pages back to the kernel.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -176,6 +177,25 @@ pub fn single_malloc_arena() -> io::Result<()> {
     Ok(())
 }
 
+/// Returns the heap's free pages to the kernel (`malloc_trim(0)`, malloc_trim(3)). On its own
+/// glibc gives back only free memory at the top of the heap; what a burst of work freed below
+/// live allocations (the transient state of recomputing 10,000 IPs, decoded list pages) stays
+/// resident for good, and it was a fifth of the speaker's RSS at 10,000 announced IPs
+/// (docs/BENCHMARKS.md). Costs about a millisecond on such a heap.
+#[cfg(target_env = "gnu")]
+pub fn release_free_heap() {
+    // SAFETY: malloc_trim takes an integer and only walks malloc's own free lists, under malloc's
+    // own lock, so it may run on any thread at any time; its result (whether memory was
+    // released) needs no handling.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Other C libraries manage their free memory themselves.
+#[cfg(not(target_env = "gnu"))]
+pub fn release_free_heap() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +242,34 @@ mod tests {
         let error = set_tcp_md5(&listener, IpAddr::V4(Ipv4Addr::LOCALHOST), &[b'k'; 81])
             .expect_err("long key accepted");
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// Resident memory of this process in KiB (`VmRSS`).
+    fn resident_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .expect("/proc/self/status")
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    #[cfg(target_env = "gnu")]
+    #[test]
+    fn freed_memory_below_live_allocations_goes_back_to_the_kernel() {
+        // 64 MiB in blocks below the mmap threshold, then one block that stays allocated above
+        // them, so free() alone cannot shrink the heap from the top.
+        let blocks: Vec<Vec<u8>> = (0..16 * 1024).map(|_| vec![1u8; 4096]).collect();
+        let pinned = vec![1u8; 4096];
+        drop(blocks);
+        let before = resident_kib();
+        release_free_heap();
+        let after = resident_kib();
+        assert!(
+            before.saturating_sub(after) > 32 * 1024,
+            "RSS {before} KiB before the trim, {after} KiB after"
+        );
+        assert_eq!(pinned[0], 1);
     }
 
     #[test]
