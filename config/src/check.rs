@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::crd;
+use crate::model::diagnostic::after_field;
 use crate::model::{self, Diagnostic, ObjectKind, Objects, Severity};
 
 /// One input file.
@@ -53,7 +54,7 @@ impl fmt::Display for Finding {
             self.object,
             self.field,
             self.severity.message_prefix(),
-            self.message
+            after_field(&self.message, &self.field)
         )
     }
 }
@@ -334,6 +335,25 @@ spec:
             ]
         );
         assert!(report.has_errors());
+    }
+
+    #[test]
+    fn a_line_names_the_field_once() {
+        let report = run(
+            "apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: p\nspec:\n  addresses: [pool-a]\n",
+        );
+        assert_eq!(
+            lines(&report),
+            vec![
+                "test.yaml:1 IPAddressPool/p spec.addresses[0]: \"pool-a\" is not an IP address, a CIDR or a range start-end"
+            ]
+        );
+        // The message itself keeps the field: it also stands alone in a status condition.
+        assert!(
+            report.findings[0]
+                .message
+                .starts_with("spec.addresses[0]: ")
+        );
     }
 
     #[test]

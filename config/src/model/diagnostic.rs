@@ -135,7 +135,16 @@ impl fmt::Display for Diagnostic {
             self.name,
             self.field,
             self.severity.message_prefix(),
-            self.message
+            after_field(&self.message, &self.field)
         )
     }
+}
+
+/// `message` without a leading `field: `: messages name their field so that they stand alone in a
+/// status condition, and a line that already names the field before them need not say it twice.
+pub fn after_field<'m>(message: &'m str, field: &str) -> &'m str {
+    message
+        .strip_prefix(field)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(message)
 }
