@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs the lab's Debian packages when any of their programs is missing (root; apt never starts the
-# daemons here, the lab runs them in its own namespaces). Used by tests/lab.sh and tests/test.sh.
+# Installs the lab's Debian packages, and make for the speaker's build (tikv-jemalloc-sys builds
+# jemalloc with it), when any of their programs is missing (root; apt never starts the daemons
+# here, the lab runs them in its own namespaces). Used by tests/lab.sh and tests/test.sh.
 set -euo pipefail
 
 packages=(iproute2 iputils-ping iputils-arping ndisc6 tcpdump tshark bird2 frr gobgpd nftables curl
-  ca-certificates)
+  ca-certificates make)
 # One program per package that proves it is installed.
-programs=(ip ping arping ndisc6 tcpdump tshark bird /usr/lib/frr/bgpd gobgpd nft curl)
+programs=(ip ping arping ndisc6 tcpdump tshark bird /usr/lib/frr/bgpd gobgpd nft curl make)
 
 missing=()
 for program in "${programs[@]}"; do

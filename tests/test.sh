@@ -11,14 +11,14 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
+step "prerequisites (Debian packages for the build and the lab, installed when missing)"
+./tests/install-prerequisites.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-
-step "lab prerequisites (Debian packages, installed when missing)"
-./tests/install-prerequisites.sh
 
 step "lab control plane and Helm: kube-apiserver, etcd and helm (built from pinned Go modules once, then cached)"
 ./tests/build-control-plane.sh

@@ -2,7 +2,6 @@
 //! them until SIGTERM (see `ferrolb_speaker::agent` for what they do).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use ferrolb_runtime::admin::AdminServer;
@@ -18,13 +17,8 @@ use prometheus_client::registry::Registry;
 /// keep packets (ARP/NDP, heartbeats, BGP, BFD) answered while the other recomputes the desired
 /// state, and more would only cost memory on a large node.
 const WORKER_THREADS: usize = 2;
-/// How often the heap's free pages go back to the kernel (`sys::release_free_heap`). A takeover
-/// of thousands of IPs is followed by thousands of condition writes whose transient memory would
-/// otherwise stay resident; trimming takes about 0.1 ms on an idle heap and 1–3 ms on a busy one.
-const HEAP_TRIM_PERIOD: Duration = Duration::from_secs(10);
 
 fn main() -> anyhow::Result<()> {
-    ferrolb_speaker::sys::single_malloc_arena().context("malloc arena limit")?;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .enable_all()
@@ -36,6 +30,11 @@ fn main() -> anyhow::Result<()> {
 async fn run() -> anyhow::Result<()> {
     let args = SpeakerArgs::from_env();
     logging::init(&args.log).context("logging")?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        allocator = ferrolb_speaker::sys::allocator_options(),
+        "ferrolb-speaker starting"
+    );
     let shutdown = shutdown::on_signals().context("signal handlers")?;
     let client = args.kube.client().await.context("Kubernetes client")?;
     let mut registry = Registry::with_prefix("ferrolb");
@@ -44,13 +43,6 @@ async fn run() -> anyhow::Result<()> {
     let (ready, ready_rx) = tokio::sync::watch::channel(false);
     let admin = AdminServer::bind(args.admin.admin_addr).await?;
     let admin = tokio::spawn(admin.serve(ready_rx, Arc::new(registry), shutdown.clone()));
-    tokio::spawn(async {
-        let mut period = tokio::time::interval(HEAP_TRIM_PERIOD);
-        loop {
-            period.tick().await;
-            ferrolb_speaker::sys::release_free_heap();
-        }
-    });
     let (bgp_view, bgp_view_rx) = tokio::sync::watch::channel(Arc::default());
     let (bgp_status_tx, bgp_status) = tokio::sync::watch::channel(BgpStatus::default());
     let bgp = tokio::spawn(bgp::run(

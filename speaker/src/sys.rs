@@ -10,10 +10,10 @@
 //!   one interface and EtherType.
 //! - tokio registration of sockets tokio has no type for (the layer-2 driver's packet and
 //!   netlink sockets).
-//! - `mallopt(M_ARENA_MAX)` (mallopt(3)): one glibc malloc arena for the whole process.
-//! - `malloc_trim` (malloc_trim(3)): hands the heap's free pages back to the kernel.
+//! - jemalloc's options (`malloc_conf`, jemalloc(3)): an exported C string it reads at start-up.
 #![allow(unsafe_code)]
 
+use std::ffi::CStr;
 use std::io;
 use std::mem::size_of;
 use std::net::IpAddr;
@@ -151,50 +151,43 @@ pub fn packet_bind_address(ifindex: u32, ethertype: u16) -> io::Result<SockAddr>
 }
 
 // ---------------------------------------------------------------------------------------------
-// Memory: one malloc arena
+// Memory: jemalloc, handing freed pages back
 // ---------------------------------------------------------------------------------------------
 
-/// Limits glibc malloc to one arena (`M_ARENA_MAX`, mallopt(3)). glibc gives threads that
-/// allocate at the same moment arenas of their own, and each arena keeps its own free and
-/// fragmented memory: with tokio's worker threads that was a third of the speaker's RSS at 3,000
-/// Services (docs/BENCHMARKS.md), while the speaker allocates far too rarely for one arena's
-/// lock to matter. Call it first in `main`, before any other thread exists.
-#[cfg(target_env = "gnu")]
-pub fn single_malloc_arena() -> io::Result<()> {
-    // SAFETY: mallopt takes two integers and changes only malloc's own tuning parameters; it is
-    // called before any other thread exists, so no allocation can run concurrently with it.
-    let accepted = unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    if accepted == 1 {
-        Ok(())
-    } else {
-        Err(io::Error::other("mallopt(M_ARENA_MAX, 1) was refused"))
-    }
-}
+/// The speaker's allocator (and that of every binary linking this crate): jemalloc. With glibc
+/// malloc the speaker that takes over 10,000 IPs kept about 20 MiB freed but resident, even with
+/// one arena and a periodic `malloc_trim`: the takeover's transient state and its 10,000 condition
+/// writes leave free holes among long-lived allocations that glibc cannot give back. jemalloc's
+/// size-class slabs keep them apart and purge what is freed (docs/BENCHMARKS.md: 63 → 41 MiB).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Other C libraries have no per-thread arenas to limit.
-#[cfg(not(target_env = "gnu"))]
-pub fn single_malloc_arena() -> io::Result<()> {
-    Ok(())
-}
+/// jemalloc's options (jemalloc(3), "TUNING"), read once when it initializes:
+/// - `narenas:1`: one arena; the speaker allocates far too rarely for its lock to matter, and each
+///   arena keeps free memory of its own;
+/// - `background_thread:true`: a jemalloc thread purges, so an idle speaker shrinks too;
+/// - `dirty_decay_ms:1000,muzzy_decay_ms:0`: freed pages go back to the kernel (`MADV_DONTNEED`)
+///   within about a second, never as lazily freed pages that still count in RSS.
+///
+/// The environment variable `_RJEM_MALLOC_CONF` overrides them (jemalloc's own precedence).
+pub const ALLOCATOR_OPTIONS: &CStr =
+    c"narenas:1,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
 
-/// Returns the heap's free pages to the kernel (`malloc_trim(0)`, malloc_trim(3)). On its own
-/// glibc gives back only free memory at the top of the heap; what a burst of work freed below
-/// live allocations (the transient state of recomputing 10,000 IPs, decoded list pages) stays
-/// resident for good, and it was a fifth of the speaker's RSS at 10,000 announced IPs
-/// (docs/BENCHMARKS.md). Costs about a millisecond on such a heap.
-#[cfg(target_env = "gnu")]
-pub fn release_free_heap() {
-    // SAFETY: malloc_trim takes an integer and only walks malloc's own free lists, under malloc's
-    // own lock, so it may run on any thread at any time; its result (whether memory was
-    // released) needs no handling.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
+/// [`ALLOCATOR_OPTIONS`] as jemalloc's `malloc_conf` (named with tikv-jemalloc-sys's `_rjem_`
+/// prefix).
+// SAFETY: jemalloc reads this symbol as a `const char *` to a NUL-terminated string: a `&u8` has
+// the layout of a plain pointer, and it points at the first byte of a 'static C string literal
+// (NUL-terminated by construction) that nothing writes.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &u8 = &ALLOCATOR_OPTIONS.to_bytes_with_nul()[0];
 
-/// Other C libraries manage their free memory themselves.
-#[cfg(not(target_env = "gnu"))]
-pub fn release_free_heap() {}
+/// The options jemalloc was given, for the start-up log. Reading [`MALLOC_CONF`] here also keeps
+/// it in the binary: the linker may leave out a library's symbol that nothing references.
+#[inline(never)]
+pub fn allocator_options() -> &'static str {
+    std::hint::black_box(MALLOC_CONF);
+    ALLOCATOR_OPTIONS.to_str().unwrap_or_default()
+}
 
 #[cfg(test)]
 mod tests {
@@ -254,22 +247,28 @@ mod tests {
             .expect("VmRSS")
     }
 
-    #[cfg(target_env = "gnu")]
     #[test]
-    fn freed_memory_below_live_allocations_goes_back_to_the_kernel() {
-        // 64 MiB in blocks below the mmap threshold, then one block that stays allocated above
-        // them, so free() alone cannot shrink the heap from the top.
+    fn freed_memory_goes_back_to_the_kernel_within_seconds_without_being_asked() {
+        // 64 MiB in small blocks, then one block that stays allocated after them, so nothing
+        // shrinks merely from the top of the heap.
         let blocks: Vec<Vec<u8>> = (0..16 * 1024).map(|_| vec![1u8; 4096]).collect();
         let pinned = vec![1u8; 4096];
-        drop(blocks);
         let before = resident_kib();
-        release_free_heap();
-        let after = resident_kib();
+        drop(blocks);
+        // dirty_decay_ms 1000 with the background thread: about a second (jemalloc's defaults,
+        // 10 s and lazy MADV_FREE, would not get there in time).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut after = resident_kib();
+        while before.saturating_sub(after) < 32 * 1024 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            after = resident_kib();
+        }
         assert!(
-            before.saturating_sub(after) > 32 * 1024,
-            "RSS {before} KiB before the trim, {after} KiB after"
+            before.saturating_sub(after) >= 32 * 1024,
+            "RSS {before} KiB with the blocks, {after} KiB 5 s after freeing them"
         );
         assert_eq!(pinned[0], 1);
+        assert!(allocator_options().contains("narenas:1"));
     }
 
     #[test]
