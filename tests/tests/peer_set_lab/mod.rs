@@ -59,19 +59,15 @@ pub fn desired_bgp(config: &Config, ips: &[IpAddr]) -> BTreeMap<String, Routes> 
             interfaces: None,
         },
     )]);
+    let endpoint = Endpoint::from_conditions(Some(NODE_NAME.into()), None, None, None);
     let services = [Service {
-        namespace: "default".into(),
-        name: "web".into(),
-        labels: BTreeMap::new(),
-        ips: ips.to_vec(),
+        namespace: "default",
+        name: "web",
+        labels: &[],
+        ips,
         traffic_policy: TrafficPolicy::Cluster,
         sharing_key: None,
-        endpoints: vec![Endpoint::from_conditions(
-            Some(NODE_NAME.into()),
-            None,
-            None,
-            None,
-        )],
+        endpoints: vec![&endpoint],
     }];
     let inputs = desired::Inputs {
         config,
