@@ -109,7 +109,7 @@ impl Speaker {
     fn command(&mut self, command: Command) {
         self.handle()
             .commands
-            .blocking_send(command)
+            .send(command)
             .expect("driver running");
     }
 

@@ -89,6 +89,8 @@ use crate::membership::packet::HeartbeatKey;
 pub const FIELD_MANAGER: &str = "ferrolb-speaker";
 /// Time from the first change to the recomputation that covers it (see the module docs).
 pub const DEBOUNCE: Duration = Duration::from_millis(5);
+/// See [`log_changes`].
+const LOG_EACH_MAX: usize = 16;
 /// Longest wait after start before announcing with some peers' interfaces still unknown.
 pub const SETTLE_MAX: Duration = Duration::from_secs(5);
 /// How often the settling condition is checked again while peers' interfaces are unknown.
@@ -340,7 +342,7 @@ struct Loop {
     peers: Vec<Peer>,
     live: BTreeSet<String>,
     conflicts: BTreeMap<IpAddr, String>,
-    l2: mpsc::Sender<L2Command>,
+    l2: mpsc::UnboundedSender<L2Command>,
     interfaces: watch::Receiver<crate::l2::driver::Interfaces>,
     members: mpsc::Sender<MemberCommand>,
     v6_socket: bool,
@@ -434,26 +436,20 @@ impl Loop {
             })
         };
         let changes = desired::changes(&self.desired, &next);
+        log_changes("no longer announcing", &changes.lost);
+        log_changes("announcing", &changes.gained);
         for lost in changes.lost {
-            tracing::info!(ip = %lost.ip, interface = %lost.interface, "no longer announcing");
             self.conflicts.remove(&lost.ip);
-            let _ = self
-                .l2
-                .send(L2Command::Lost {
-                    ip: lost.ip,
-                    interface: lost.interface,
-                })
-                .await;
+            let _ = self.l2.send(L2Command::Lost {
+                ip: lost.ip,
+                interface: lost.interface,
+            });
         }
         for gained in changes.gained {
-            tracing::info!(ip = %gained.ip, interface = %gained.interface, "announcing");
-            let _ = self
-                .l2
-                .send(L2Command::Gained {
-                    ip: gained.ip,
-                    interface: gained.interface,
-                })
-                .await;
+            let _ = self.l2.send(L2Command::Gained {
+                ip: gained.ip,
+                interface: gained.interface,
+            });
         }
         if std::mem::take(&mut self.reannounce) {
             for kept in self
@@ -462,13 +458,10 @@ impl Loop {
                 .intersection(&next.announced_here())
             {
                 tracing::debug!(ip = %kept.ip, interface = %kept.interface, "a member is back: announcing again");
-                let _ = self
-                    .l2
-                    .send(L2Command::Reannounce {
-                        ip: kept.ip,
-                        interface: kept.interface.clone(),
-                    })
-                    .await;
+                let _ = self.l2.send(L2Command::Reannounce {
+                    ip: kept.ip,
+                    interface: kept.interface.clone(),
+                });
             }
         }
         let metrics = &self.config.metrics;
@@ -544,6 +537,27 @@ fn unknown_interfaces<'a>(
         .map(String::as_str)
         .chain((published != Some(local)).then_some(node))
         .collect()
+}
+
+/// Logs the announcements a computation starts or stops: one line each at `info` for up to
+/// [`LOG_EACH_MAX`], else (a takeover of a whole node's IPs) one summary at `info` and the lines
+/// at `debug`, so that a failover of 10,000 IPs does not bury the log.
+fn log_changes(what: &str, announcements: &[desired::Announcement]) {
+    let each_at_info = announcements.len() <= LOG_EACH_MAX;
+    for announcement in announcements {
+        let (ip, interface) = (&announcement.ip, &announcement.interface);
+        if each_at_info {
+            tracing::info!(%ip, %interface, "{what}");
+        } else {
+            tracing::debug!(%ip, %interface, "{what}");
+        }
+    }
+    if !each_at_info {
+        tracing::info!(
+            count = announcements.len(),
+            "{what} (each IP is logged at debug level)"
+        );
+    }
 }
 
 /// While settling (see the module docs): `Some(when to look again)`, or `None` to start
@@ -686,6 +700,8 @@ pub async fn run(
     let mut bgp_status = state.config.bgp_status.clone();
     let mut counted = Counters::default();
     let mut dropped_counted = DroppedCounts::new();
+    // When newly seen conflicts are to be published (see the Conflict arm).
+    let mut publish_due: Option<Instant> = None;
     loop {
         let mark = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -711,7 +727,9 @@ pub async fn run(
                     L2Event::Conflict { ip, foreign_mac, interface } => {
                         tracing::warn!(%ip, %foreign_mac, interface, "address conflict");
                         state.conflicts.insert(ip, foreign_mac.to_string());
-                        state.publish(&objects::local_interfaces(&state.interfaces.borrow()));
+                        // A burst of conflicts (another node still announcing a range this
+                        // one took over) is published once, not once per IP.
+                        publish_due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
                     }
                     L2Event::LinkUnavailable { ip, error } => {
                         tracing::warn!(%ip, %error, "cannot announce; retried on the next change");
@@ -737,6 +755,11 @@ pub async fn run(
             }
             () = sleep_until(due) => {
                 due = state.recompute().await;
+                false
+            }
+            () = sleep_until(publish_due) => {
+                publish_due = None;
+                state.publish(&objects::local_interfaces(&state.interfaces.borrow()));
                 false
             }
         };

@@ -98,8 +98,11 @@ pub struct DriverCounters {
 /// The control plane's side of a running driver.
 #[derive(Debug)]
 pub struct DriverHandle {
-    /// Ownership changes; dropping every sender stops the driver.
-    pub commands: mpsc::Sender<Command>,
+    /// Ownership changes; dropping every sender stops the driver. Unbounded, so the control loop
+    /// never waits for the driver: a takeover of 10,000 IPs is 10,000 commands, applied at the
+    /// driver's pace (a burst of announcements each) while the loop goes on following membership
+    /// and the API. What is queued is bounded by the IPs the node may announce.
+    pub commands: mpsc::UnboundedSender<Command>,
     /// Conflicts and unavailable links; events are dropped when this is full (the counters and
     /// the log still show them).
     pub events: mpsc::Receiver<Event>,
@@ -109,7 +112,7 @@ pub struct DriverHandle {
     pub interfaces: watch::Receiver<Interfaces>,
 }
 
-/// Depth of the command, frame and event queues.
+/// Depth of the frame and event queues.
 const QUEUE: usize = 1024;
 /// Pause after a socket read error, so an error that repeats cannot spin the CPU.
 const RECEIVE_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -148,7 +151,7 @@ impl Drop for OpenLink {
 pub struct Driver {
     announcer: Announcer,
     links: BTreeMap<String, OpenLink>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::Sender<Event>,
     counters: watch::Sender<DriverCounters>,
     own_counters: DriverCounters,
@@ -157,7 +160,7 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(config: AnnouncerConfig) -> (Driver, DriverHandle) {
-        let (commands_tx, commands) = mpsc::channel(QUEUE);
+        let (commands_tx, commands) = mpsc::unbounded_channel();
         let (events, events_rx) = mpsc::channel(QUEUE);
         let (counters, counters_rx) = watch::channel(DriverCounters::default());
         let (interfaces, interfaces_rx) = watch::channel(Interfaces::new());
