@@ -16,9 +16,9 @@
 //!   while the client probes that IP every 10 ms; the figure is the first probe *answer*.
 //! - **Memory** (`--scale N`, 0 skips): N IPv6 Services (each with an EndpointSlice) in a pool
 //!   whose advertisement prefers node 1, created while the speakers are stopped; the speakers
-//!   start, node 1 announces all N; VmRSS and VmHWM of every speaker 5 s and 30 s after node
-//!   1's `ferrolb_l2_announced_ips` reaches N (at 5 s node 1 is still writing the Services'
-//!   conditions; at 30 s every speaker idles).
+//!   start, node 1 announces all N; VmRSS and VmHWM of every speaker 5, 30 and 60 s after
+//!   node 1's `ferrolb_l2_announced_ips` reaches N (at 5 s node 1 is still writing the Services'
+//!   conditions; at 30 s and 60 s every speaker idles).
 //!
 //! Not part of `cargo test`: run as root with
 //! `cargo bench -p ferrolb-lab --profile dev --bench l2_failover -- [--trials N] [--scale N]
@@ -398,9 +398,9 @@ impl Bench<'_> {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        // 5 s: the takeover's writes (one condition per Service) are still under way; 30 s:
-        // they are done and the speakers idle.
-        for (wait, after) in [(5, 5), (25, 30)] {
+        // 5 s: the takeover's writes (one condition per Service) are still under way; 30 s and
+        // 60 s: they are done and the speakers idle.
+        for (wait, after) in [(5, 5), (25, 30), (30, 60)] {
             tokio::time::sleep(Duration::from_secs(wait)).await;
             for index in NODES {
                 let pid = self.install.pid(index).context("speaker running")?;
