@@ -398,10 +398,11 @@ impl Bench<'_> {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        let announced_at = Instant::now();
         // 5 s: the takeover's writes (one condition per Service) are still under way; 30 s and
         // 60 s: they are done and the speakers idle.
-        for (wait, after) in [(5, 5), (25, 30), (30, 60)] {
-            tokio::time::sleep(Duration::from_secs(wait)).await;
+        for after in [5, 30, 60] {
+            tokio::time::sleep_until((announced_at + Duration::from_secs(after)).into()).await;
             for index in NODES {
                 let pid = self.install.pid(index).context("speaker running")?;
                 let (rss, hwm) = measure::memory(pid)?;
